@@ -1,0 +1,488 @@
+"""OAuth2 credentials with msal: device code sign-in, silent refresh, keep-alive, status.
+
+:class:`OAuth2Provider` gives the SMTP transport an XOAUTH2 access token before each session
+(:meth:`~OAuth2Provider.credentials`). Tokens live in the file cache of
+:mod:`faxgw.auth.token_cache`, shared safely between the worker, the scheduler's keep-alive and
+``faxgw auth login`` in other processes.
+
+msal facts this module is shaped by (FIELD-NOTES, msal 1.39 source):
+
+- msal blocks: every call runs in a worker thread (``asyncio.to_thread``) under one lock per
+  provider, and under the cache file's lock.
+- ``acquire_token_silent`` refreshes when less than 5 minutes remain on the cached access token
+  (``_acquire_token_silent_from_cache_and_possibly_refresh_it``); faxgw checks the margin again
+  itself and forces a refresh below it, so no session starts with a token about to expire.
+- A keep-alive needs ``force_refresh=True``; a failed refresh leaves the refresh token cached.
+- msal answers an identical request that got HTTP 400 from its own ``http_cache`` for 60 s,
+  even with ``force_refresh``: faxgw's ``http_cache`` never keeps those replays, so a retry
+  after the cause is fixed (consent granted, new sign-in) reaches the identity provider.
+- msal has no timeout of its own and ``requests`` lets ``REQUESTS_CA_BUNDLE`` override a
+  session's ``verify``: msal gets a session that pins ``verify`` and ``timeout`` per request.
+- ``offline_access``, ``openid`` and ``profile`` must not be in the scopes (msal adds them);
+  the authority must be ``https://host/<tenant>``; a private authority needs
+  ``instance_discovery=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal  # type: ignore[import-untyped]
+import requests
+from msal.exceptions import MsalServiceError  # type: ignore[import-untyped]
+from requests.adapters import HTTPAdapter
+
+from .. import codes
+from ..config import CLIENT_SECRET_ENV, AuthConfig, Config
+from ..errors import AuthError, ConfigError, ConnectError
+from .base import Credentials
+from .device_flow import SLOW_DOWN_SECONDS, DeviceFlow, PollEvent, poll_until_done
+from .errors_map import OAuth2Error, auth_error, connect_error, network_reason
+from .token_cache import (
+    APP_ONLY,
+    SIGN_IN_NEEDED,
+    AccountStatus,
+    TokenStore,
+    forget_account,
+    read_statuses,
+    usernames,
+    utc_iso,
+)
+
+log = logging.getLogger("faxgw.auth")
+
+ENTRA = "https://login.microsoftonline.com"
+#: Exchange Online SMTP AUTH scopes (Microsoft: "Authenticate an IMAP, POP or SMTP connection
+#: using OAuth"): delegated for device code, ``.default`` with SMTP.SendAsApp for app-only.
+SMTP_SEND_DELEGATED = ("https://outlook.office.com/SMTP.Send",)
+SMTP_SEND_APP_ONLY = ("https://outlook.office365.com/.default",)
+RESERVED_SCOPES = frozenset({"offline_access", "openid", "profile"})
+#: Refresh when less than this remains on an access token (msal's own threshold, 5 minutes).
+REFRESH_MARGIN_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class OAuth2Settings:
+    """What msal needs, resolved from ``[auth]`` and the provider preset."""
+
+    authority: str
+    scopes: tuple[str, ...]
+    client_id: str
+    app_only: bool
+    #: An authority from ``[auth] authority`` or ``custom``: msal must not ask Microsoft about it.
+    explicit_authority: bool
+
+
+def settings_from_config(auth: AuthConfig) -> OAuth2Settings:
+    """Resolve the preset; raise :class:`ConfigError` naming the key that is missing or wrong."""
+    app_only = auth.flow == "client_credentials"
+    if not auth.client_id:
+        raise ConfigError("[auth] client_id: required for method \"oauth2\" (the app's id)")
+    if auth.provider == "custom":
+        if not auth.authority:
+            raise ConfigError("[auth] authority: required for provider \"custom\"")
+        if not auth.scopes:
+            raise ConfigError("[auth] scopes: required for provider \"custom\"")
+        authority, scopes = auth.authority, tuple(auth.scopes)
+    elif auth.provider == "outlook":
+        if app_only:
+            raise ConfigError("[auth] flow: personal Outlook.com accounts have no app-only "
+                              "sign-in; use \"device_code\"")
+        authority, scopes = f"{ENTRA}/consumers", SMTP_SEND_DELEGATED
+    else:
+        authority = f"{ENTRA}/{auth.tenant}"
+        scopes = SMTP_SEND_APP_ONLY if app_only else SMTP_SEND_DELEGATED
+        if app_only and not auth.authority and auth.tenant.lower() in (
+            "organizations", "common", "consumers"
+        ):
+            raise ConfigError("[auth] tenant: client_credentials needs your tenant's name or "
+                              "id (such as contoso.onmicrosoft.com)")
+    if auth.authority:
+        authority = auth.authority
+    if auth.scopes:
+        scopes = tuple(auth.scopes)
+    reserved = RESERVED_SCOPES.intersection(scopes)
+    if reserved:
+        raise ConfigError(f"[auth] scopes: leave out {', '.join(sorted(reserved))} "
+                          f"(msal adds them itself)")
+    parts = urlsplit(authority)
+    if parts.scheme != "https" or not parts.hostname or parts.path.strip("/") == "":
+        raise ConfigError(f"[auth] authority: {authority!r} must look like "
+                          f"https://host/<tenant>")
+    return OAuth2Settings(authority.rstrip("/"), scopes, auth.client_id, app_only,
+                          bool(auth.authority) or auth.provider == "custom")
+
+
+class PinnedTrustSession(requests.Session):
+    """The HTTP client msal gets: the configured CA and a timeout on every request.
+
+    ``requests`` consults ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` only when a request's
+    ``verify`` is True or None (``Session.merge_environment_settings``), and then it wins over
+    ``session.verify``. Passing ``verify`` explicitly on each request keeps ``[auth] ca_file``
+    in force. ``trust_env`` stays on on purpose: ``HTTPS_PROXY`` / ``NO_PROXY`` are how
+    gateways behind a corporate proxy reach Entra ID. With ``[auth] ca_file`` that bundle is
+    the whole trust for the identity provider (as ``verify=path`` is in requests): it holds the
+    private IdP's or the TLS-inspecting proxy's CA. Without it the system trust (including
+    those variables) applies, as for any other program.
+    """
+
+    def __init__(self, *, ca_file: os.PathLike[str] | None, timeout: float) -> None:
+        super().__init__()
+        self.pinned_verify: str | bool = os.fspath(ca_file) if ca_file else True
+        self.timeout = timeout
+        # msal's own session retries a failed connection once; so does this one.
+        adapter = HTTPAdapter(max_retries=1)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def request(self, method: str, url: Any,  # type: ignore[override]
+                *args: Any, **kwargs: Any) -> requests.Response:
+        """Send with the pinned ``verify`` and, unless given, the configured timeout."""
+        kwargs["verify"] = self.pinned_verify
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+class _NoErrorReplayCache(dict[str, Any]):
+    """msal's ``http_cache`` without its 60-second replay of HTTP 400 answers.
+
+    msal keys those replays ``"POST <url> hash=<…> 400"`` (``throttled_http_client.py``);
+    dropping them means a retry after a fix is really sent. The 429/5xx ``Retry-After``
+    throttling and the discovery cache are kept.
+    """
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if isinstance(key, str) and key.endswith(" 400"):
+            return
+        super().__setitem__(key, value)
+
+
+@dataclass(frozen=True)
+class KeepaliveResult:
+    """The outcome of one keep-alive refresh."""
+
+    account: str
+    ok: bool
+    at: datetime
+    code: int | None = None
+    message: str = ""
+
+
+class OAuth2Provider:
+    """Credentials for Exchange Online, Outlook.com or a custom identity provider.
+
+    Async: :meth:`credentials`, :meth:`keepalive`. Blocking (for the command line and for
+    threads): :meth:`acquire`, :meth:`refresh_all`, :meth:`start_device_flow`,
+    :meth:`finish_device_flow`, :meth:`status`, :meth:`logout`. Call :meth:`close` at the end.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        poll_interval_override: float | None = None,
+        slow_down_seconds: float = SLOW_DOWN_SECONDS,
+        refresh_margin_seconds: float = REFRESH_MARGIN_SECONDS,
+    ) -> None:
+        self.settings = settings_from_config(config.auth)
+        self._auth = config.auth
+        self._poll_interval_override = poll_interval_override
+        self._slow_down_seconds = slow_down_seconds
+        self._margin = refresh_margin_seconds
+        self._store = TokenStore(config.auth.token_cache)
+        self._session = PinnedTrustSession(ca_file=config.auth.ca_file,
+                                           timeout=config.auth.http_timeout_seconds)
+        self._http_cache = _NoErrorReplayCache()
+        self._lock = threading.RLock()
+        self._app: msal.ClientApplication | None = None
+        self._secret_digest: str | None = None
+        self._where = urlsplit(self.settings.authority).netloc
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._session.close()
+
+    def __enter__(self) -> OAuth2Provider:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- tokens for the transport --------------------------------------------------------
+
+    async def credentials(self, account: str, *, force_refresh: bool = False) -> Credentials:
+        """XOAUTH2 credentials for ``account``; ``force_refresh`` after a ``535 5.7.3``.
+
+        Raises :class:`OAuth2Error` (an ``AuthError``: 361, 370, 373, 374, 376) when a person
+        must act, :class:`ConnectError` (360) when the identity provider cannot be reached.
+        """
+        return await asyncio.to_thread(self.acquire, account, force_refresh=force_refresh)
+
+    def acquire(self, account: str, *, force_refresh: bool = False) -> Credentials:
+        """The blocking form of :meth:`credentials`."""
+        with self._lock, self._boundary(), self._store.locked() as store:
+            app = self._application()
+            if self.settings.app_only:
+                token = self._app_only_token(app, account, force_refresh)
+            else:
+                token = self._delegated_token(app, store, account, force_refresh)
+        return Credentials("xoauth2", account, token)
+
+    def _delegated_token(self, app: msal.ClientApplication, store: TokenStore, account: str,
+                         force_refresh: bool) -> str:
+        scopes = list(self.settings.scopes)
+        # get_accounts(username=…) compares case-insensitively; several accounts may be cached.
+        matches = app.get_accounts(username=account)
+        if not matches:
+            raise OAuth2Error(f"{account}: not signed in; run 'faxgw auth login --account "
+                              f"{account}'", code=codes.SIGN_IN_AGAIN, account=account)
+        result = app.acquire_token_silent_with_error(scopes, matches[0],
+                                                     force_refresh=force_refresh)
+        if (result and "error" not in result and result.get("token_source") == "cache"
+                and float(result.get("expires_in", 0)) < self._margin):
+            result = app.acquire_token_silent_with_error(scopes, matches[0], force_refresh=True)
+        if result is None:
+            raise OAuth2Error(f"{account}: no refresh token in the cache; run 'faxgw auth "
+                              f"login --account {account}'", code=codes.SIGN_IN_AGAIN,
+                              account=account)
+        record = store.account_state(account)
+        if "error" in result:
+            error = auth_error(result, account=account, action="refreshing the token")
+            record["last_error"] = {"at": utc_iso(datetime.now(UTC)), "code": error.code,
+                                    "message": error.message}
+            log.warning("token refresh failed for %s: code %s, %s", account, error.code,
+                        f"AADSTS{error.aadsts}" if error.aadsts else error.oauth_error)
+            raise error
+        if result.get("token_source") == "identity_provider":
+            record["last_refresh"] = utc_iso(datetime.now(UTC))
+            record.pop("last_error", None)
+            log.info("token refreshed for %s", account)
+        return str(result["access_token"])
+
+    def _app_only_token(self, app: msal.ClientApplication, account: str,
+                        force_refresh: bool) -> str:
+        assert isinstance(app, msal.ConfidentialClientApplication)
+        if force_refresh:
+            # acquire_token_for_client refuses force_refresh; dropping the cached token is
+            # msal's documented way to get a new one.
+            app.remove_tokens_for_client()
+        result = app.acquire_token_for_client(list(self.settings.scopes))
+        if not result or "error" in result:
+            error = auth_error(result or {}, account=account, action="getting an app-only token")
+            log.warning("app-only token failed: code %s", error.code)
+            raise error
+        return str(result["access_token"])
+
+    # -- keep-alive ------------------------------------------------------------------------
+
+    async def keepalive(self) -> list[KeepaliveResult]:
+        """Force a refresh for every signed-in account (see :meth:`refresh_all`)."""
+        return await asyncio.to_thread(self.refresh_all)
+
+    def refresh_all(self) -> list[KeepaliveResult]:
+        """Refresh every cached account's tokens now, whatever their expiry.
+
+        Entra ends a refresh token after 90 days without use; a weekly forced refresh keeps an
+        idle gateway signed in. Each outcome is logged and recorded in the state file for
+        ``faxgw auth status``. App-only sign-in has nothing to keep alive: returns ``[]``.
+        """
+        if self.settings.app_only:
+            return []
+        results: list[KeepaliveResult] = []
+        for account in self.accounts():
+            at = datetime.now(UTC)
+            try:
+                self.acquire(account, force_refresh=True)
+            except (AuthError, ConnectError) as exc:
+                results.append(KeepaliveResult(account, False, at, exc.code, exc.message))
+                log.warning("keep-alive failed (code %s): %s", exc.code, exc.message)
+            else:
+                results.append(KeepaliveResult(account, True, at))
+                log.info("keep-alive %s: tokens refreshed", account)
+        with self._lock, self._store.locked() as store:
+            for result in results:
+                store.account_state(result.account)["last_keepalive"] = {
+                    "at": utc_iso(result.at), "ok": result.ok, "code": result.code}
+        return results
+
+    # -- sign-in -------------------------------------------------------------------------
+
+    def start_device_flow(self, account: str | None = None) -> DeviceFlow:
+        """Ask the identity provider for a device code; show the result to the person.
+
+        ``account`` is the mailbox the person should sign in as (checked afterwards).
+        """
+        if self.settings.app_only:
+            raise ConfigError("[auth] flow: client_credentials (app-only) needs no sign-in")
+        with self._lock, self._boundary():
+            flow = self._application().initiate_device_flow(scopes=list(self.settings.scopes))
+        if "user_code" not in flow:
+            raise auth_error(flow, account=account or "", action="starting the sign-in")
+        return DeviceFlow.from_msal(flow, account)
+
+    def finish_device_flow(
+        self, flow: DeviceFlow, *, on_poll: Callable[[PollEvent], None] | None = None
+    ) -> str:
+        """Wait for the person to finish signing in; store the tokens; return the username.
+
+        Raises :class:`OAuth2Error` for ``expired_token``, ``authorization_declined`` and
+        ``bad_verification_code``, :class:`~faxgw.auth.device_flow.SignInCancelled` on
+        Ctrl-C, and :class:`OAuth2Error` (370) when the person signed in as another account
+        than ``flow.account_hint`` (that account's new tokens are then not kept).
+        """
+        # A sign-in replaces an unreadable cache (kept aside as <name>.unreadable).
+        with self._lock, self._store.locked(replace_unreadable=True) as store:
+            before = {name.lower() for name in usernames(store.cache)}
+        result = poll_until_done(flow, self._poll_once,
+                                 interval_override=self._poll_interval_override,
+                                 slow_down_seconds=self._slow_down_seconds, on_poll=on_poll)
+        hint = flow.account_hint
+        if "error" in result:
+            raise auth_error(result, account=hint or "", action="signing in")
+        claims = result.get("id_token_claims") or {}
+        username = str(claims.get("preferred_username") or claims.get("upn") or "")
+        with self._lock, self._store.locked() as store:
+            if hint and username.lower() != hint.lower():
+                if username.lower() not in before:
+                    forget_account(store, username)
+                raise OAuth2Error(
+                    f"signed in as {username}, but --account asked for {hint}; the sign-in "
+                    f"was not kept. Run 'faxgw auth login --account {hint}' again and sign in "
+                    f"as {hint} (a private browser window avoids a remembered account).",
+                    code=codes.SIGN_IN_AGAIN, account=hint)
+            record = store.account_state(username)
+            record["last_refresh"] = utc_iso(datetime.now(UTC))
+            record.pop("last_error", None)
+        log.info("signed in as %s", username)
+        return username
+
+    def _poll_once(self, raw_flow: dict[str, Any]) -> dict[str, Any]:
+        with self._lock, self._boundary(), self._store.locked(replace_unreadable=True):
+            # faxgw paces the polls (device_flow.py). interval=1 makes msal's loop return after
+            # this one poll (exit_condition is checked once per second of interval) and keeps
+            # its "Attempted too soon" check (latest + interval - 1 > now) quiet.
+            raw_flow["interval"] = 1
+            result: dict[str, Any] = self._application().acquire_token_by_device_flow(
+                raw_flow, exit_condition=lambda flow: True)
+            return result
+
+    # -- what is signed in ---------------------------------------------------------------
+
+    def accounts(self) -> list[str]:
+        """The usernames of the accounts in the token cache (no network)."""
+        with self._lock, self._store.locked() as store:
+            return usernames(store.cache)
+
+    def status(self) -> list[AccountStatus]:
+        """The sign-in state of each account, from the cache and state file (no network)."""
+        if self.settings.app_only:
+            return [AccountStatus(self._auth.account or self.settings.client_id, APP_ONLY)]
+        with self._lock, self._store.locked() as store:
+            return read_statuses(store, client_id=self.settings.client_id,
+                                 scopes=list(self.settings.scopes),
+                                 configured_account=self._auth.account,
+                                 now=datetime.now(UTC))
+
+    def sign_in_summary(self) -> str:
+        """One line for ``faxgw status``: "Signed in as …" / "Sign-in needed for …" (offline)."""
+        statuses = self.status()
+        if self.settings.app_only:
+            return "app-only (client credentials), no sign-in needed"
+        if not statuses:
+            return "Sign-in needed: run 'faxgw auth login'"
+        signed = [s.account for s in statuses if s.state != SIGN_IN_NEEDED]
+        parts = [f"Signed in as {', '.join(signed)}"] if signed else []
+        parts += [f"Sign-in needed for {s.account} (code {s.code})"
+                  for s in statuses if s.state == SIGN_IN_NEEDED]
+        return "; ".join(parts)
+
+    def logout(self, account: str | None = None) -> list[str]:
+        """Remove ``account`` (or every account) and its tokens; return the names removed."""
+        with self._lock, self._store.locked() as store:
+            removed = [name for name in usernames(store.cache)
+                       if account is None or name.lower() == account.lower()]
+            for name in removed:
+                forget_account(store, name)
+            if self.settings.app_only and account is None:
+                # App-only tokens belong to no account (home_account_id None).
+                kinds = msal.TokenCache.CredentialType
+                app_tokens = {"client_id": self.settings.client_id, "home_account_id": None}
+                for entry in list(store.cache.search(kinds.ACCESS_TOKEN, query=app_tokens,
+                                                     now=0)):
+                    store.cache.remove_at(entry)
+        for name in removed:
+            log.info("signed out %s", name)
+        return removed
+
+    # -- msal application and the error boundary -----------------------------------------
+
+    def _client_secret(self) -> str:
+        from_env = os.environ.get(CLIENT_SECRET_ENV)
+        if from_env:
+            return from_env.strip()
+        path = self._auth.client_secret_file
+        if path is None:
+            raise ConfigError(f"[auth] client_secret_file: flow \"client_credentials\" needs "
+                              f"it, or {CLIENT_SECRET_ENV}")
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"[auth] client_secret_file: cannot read {path}: "
+                              f"{exc.strerror}") from None
+
+    def _application(self) -> msal.ClientApplication:
+        """The msal application, built on first use and again when the secret changes."""
+        secret = self._client_secret() if self.settings.app_only else None
+        digest = hashlib.sha256(secret.encode()).hexdigest() if secret else None
+        if self._app is not None and digest == self._secret_digest:
+            return self._app
+        options: dict[str, Any] = {
+            "authority": self.settings.authority,
+            "token_cache": self._store.cache,
+            "http_client": self._session,
+            "http_cache": self._http_cache,
+        }
+        if self.settings.explicit_authority:
+            options["instance_discovery"] = False
+        try:
+            # Building the application fetches <authority>/v2.0/.well-known/openid-configuration.
+            if secret is not None:
+                app: msal.ClientApplication = msal.ConfidentialClientApplication(
+                    self.settings.client_id, client_credential=secret, **options)
+            else:
+                app = msal.PublicClientApplication(self.settings.client_id, **options)
+        except ValueError:
+            raise OAuth2Error(
+                f"the identity provider at {self.settings.authority} has no OpenID "
+                f"configuration for this tenant; check [auth] tenant and authority",
+                code=codes.APP_REGISTRATION) from None
+        self._app, self._secret_digest = app, digest
+        return app
+
+    @contextlib.contextmanager
+    def _boundary(self) -> Iterator[None]:
+        """Translate network failures of msal's HTTP calls into :class:`ConnectError` (360)."""
+        try:
+            yield
+        except requests.exceptions.RequestException as exc:
+            raise connect_error(self._where, network_reason(
+                exc, self._auth.http_timeout_seconds)) from None
+        except MsalServiceError as exc:
+            # msal raises this for HTTP 5xx from the token endpoint.
+            raise connect_error(self._where, f"it answered {exc}") from None
+        except json.JSONDecodeError:
+            raise connect_error(self._where, "its answer was not JSON") from None

@@ -1,0 +1,323 @@
+"""The token cache on disk: msal's ``SerializableTokenCache`` in one file, plus a state file.
+
+msal keeps tokens in memory and has no cross-process locking (FIELD-NOTES: msal-extensions'
+file persistence is not atomic, its encrypted one needs a Secret Service that headless servers
+lack). So faxgw does it itself:
+
+- an ``fcntl.flock`` on ``<cache>.lock`` around load + use + save, so the worker, the
+  scheduler's keep-alive and ``faxgw auth login`` in other processes never interleave;
+- the file is loaded before each use (another process may have refreshed the tokens);
+- it is written after every change (``has_state_changed``) atomically: a temp file in the same
+  folder created with mode 0600 (``O_CREAT | O_EXCL``), write, fsync, ``os.replace``, fsync of
+  the folder (the Maildir / Postfix queue-file recipe);
+- the folder is created 0700 if missing.
+
+Beside it, ``<stem>.state.json`` (also 0600, written the same way) records for each account
+the last refresh and the outcome of the last refresh attempt, for ``faxgw auth status``.
+
+The contents of either file are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msal  # type: ignore[import-untyped]
+
+from .. import codes
+from ..errors import AuthError
+
+log = logging.getLogger("faxgw.auth")
+
+STATE_VERSION = 1
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically; the file has mode 0600 from its creation.
+
+    A reader sees the old file or the new one, never a part; a crash leaves at most a
+    ``.<name>.*.tmp`` file, never a truncated cache.
+    """
+    folder = path.parent
+    temp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # O_EXCL: never write through a file (or link) someone else prepared under that name.
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename is durable only once the folder's entry is on disk.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class TokenStore:
+    """The persisted token cache of one ``[auth] token_cache`` path.
+
+    Use :meth:`locked` around every msal call: it takes the file lock, loads the file into
+    :attr:`cache` (the one ``SerializableTokenCache`` object the msal application holds), and
+    writes it back afterwards if msal changed it. :attr:`state` is the state file's content,
+    loaded and saved the same way.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.state_path = path.with_name(f"{path.stem}.state.json")
+        self.cache = msal.SerializableTokenCache()
+        self.state: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def locked(self, *, replace_unreadable: bool = False) -> Iterator[TokenStore]:
+        """Lock, load, yield, save if changed, unlock.
+
+        ``replace_unreadable`` (used by sign-in) starts from an empty cache when the file is
+        not valid JSON, keeping the bad file as ``<name>.unreadable``; otherwise an
+        unreadable cache is an :class:`AuthError` (370).
+        """
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            self._load(replace_unreadable)
+            state_before = json.dumps(self.state, sort_keys=True)
+            try:
+                yield self
+            finally:
+                if self.cache.has_state_changed:
+                    write_atomic(self.path, self.cache.serialize())
+                if json.dumps(self.state, sort_keys=True) != state_before:
+                    write_atomic(self.state_path, json.dumps(self.state, indent=2) + "\n")
+        finally:
+            # Closing the descriptor releases the flock.
+            os.close(lock_fd)
+
+    def _load(self, replace_unreadable: bool) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        except OSError as exc:
+            raise AuthError(
+                f"cannot read the token cache {self.path}: {exc.strerror}",
+                code=codes.SIGN_IN_AGAIN,
+            ) from None
+        try:
+            self.cache.deserialize(text or None)
+        except ValueError:
+            if not replace_unreadable:
+                raise AuthError(
+                    f"the token cache {self.path} is unreadable; run 'faxgw auth login' "
+                    f"to sign in again (it replaces the file)",
+                    code=codes.SIGN_IN_AGAIN,
+                ) from None
+            aside = self.path.with_name(self.path.name + ".unreadable")
+            os.replace(self.path, aside)
+            log.warning("token cache %s was unreadable; kept as %s", self.path, aside)
+            self.cache.deserialize(None)
+        self.state = self._load_state()
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raw = {}
+        except (OSError, ValueError):
+            # The state file only feeds 'auth status'; a bad one is rebuilt, not fatal.
+            log.warning("token state file %s is unreadable; starting afresh", self.state_path)
+            raw = {}
+        if not isinstance(raw, dict) or not isinstance(raw.get("accounts"), dict):
+            raw = {"version": STATE_VERSION, "accounts": {}}
+        return raw
+
+    def account_state(self, account: str) -> dict[str, Any]:
+        """The mutable state record of ``account`` (keyed case-insensitively)."""
+        accounts: dict[str, Any] = self.state.setdefault("accounts", {})
+        record: dict[str, Any] = accounts.setdefault(account.lower(), {})
+        return record
+
+    def forget_account(self, account: str) -> None:
+        """Drop the state record of ``account`` (after sign-out)."""
+        self.state.setdefault("accounts", {}).pop(account.lower(), None)
+
+
+# -- what the cache says about each account (no network) -------------------------------------
+
+#: Entra ends a refresh token chain after 90 days without use (FIELD-NOTES).
+REFRESH_TOKEN_INACTIVITY = timedelta(days=90)
+
+SIGNED_IN = "signed in"
+EXPIRED = "expired"
+SIGN_IN_NEEDED = "sign-in needed"
+APP_ONLY = "app-only, no sign-in needed"
+
+#: Codes recorded in the state file that mean the refresh token no longer works.
+_SIGN_IN_CODES = frozenset({codes.CONNECTION_EXPIRED, codes.SIGN_IN_AGAIN, codes.CONSENT_MISSING,
+                            codes.APP_REGISTRATION, codes.CLIENT_SECRET})
+
+
+def utc_iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with seconds, or None."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else None
+
+
+def _parse_iso(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None
+
+
+def _from_epoch(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), UTC) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    """The sign-in state of one account, as ``faxgw auth status`` shows it."""
+
+    account: str
+    state: str
+    access_token_expires: datetime | None = None
+    last_refresh: datetime | None = None
+    refresh_token_expires_by_inactivity: datetime | None = None
+    code: int | None = None
+    solution: str | None = None
+    #: The last keep-alive: ``{"at": ISO, "ok": bool, "code": int | None}``.
+    last_keepalive: dict[str, Any] | None = None
+    #: The last sign-in problem in words (names the AADSTS code), if the state comes from it.
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``auth status --json`` object (times as ISO 8601 UTC)."""
+        return {
+            "account": self.account,
+            "state": self.state,
+            "access_token_expires": utc_iso(self.access_token_expires),
+            "last_refresh": utc_iso(self.last_refresh),
+            "refresh_token_expires_by_inactivity": utc_iso(
+                self.refresh_token_expires_by_inactivity
+            ),
+            "code": self.code,
+            "solution": self.solution,
+            "last_keepalive": self.last_keepalive,
+            "detail": self.detail or None,
+        }
+
+
+def _needs_sign_in(account: str, code: int, detail: str = "", **times: Any) -> AccountStatus:
+    return AccountStatus(account, SIGN_IN_NEEDED, code=code,
+                         solution=codes.describe(code).solution, detail=detail, **times)
+
+
+def read_statuses(
+    store: TokenStore, *, client_id: str, scopes: list[str], configured_account: str,
+    now: datetime,
+) -> list[AccountStatus]:
+    """The state of every account in the (locked, loaded) cache, plus the configured one."""
+    cache = store.cache
+    kinds = msal.TokenCache.CredentialType
+    grouped: dict[str, str] = {}
+    for entry in cache.search(kinds.ACCOUNT):
+        grouped.setdefault(entry.get("home_account_id") or "", entry.get("username") or "")
+    statuses: list[AccountStatus] = []
+    for home_id, username in sorted(grouped.items(), key=lambda item: item[1].lower()):
+        owner = {"home_account_id": home_id, "client_id": client_id}
+        refresh = list(cache.search(kinds.REFRESH_TOKEN, query=owner))
+        # now=0: msal's search deletes expired access tokens; status must see, not change.
+        access = list(cache.search(kinds.ACCESS_TOKEN, target=scopes, query=owner, now=0))
+        record = store.state.get("accounts", {}).get(username.lower(), {})
+        expires = max((e for e in (_from_epoch(a.get("expires_on")) for a in access) if e),
+                      default=None)
+        last_refresh = max(
+            (t for t in [_parse_iso(record.get("last_refresh"))]
+             + [_from_epoch(r.get("last_modification_time")) for r in refresh] if t),
+            default=None,
+        )
+        dies = last_refresh + REFRESH_TOKEN_INACTIVITY if last_refresh else None
+        times = {"access_token_expires": expires, "last_refresh": last_refresh,
+                 "refresh_token_expires_by_inactivity": dies,
+                 "last_keepalive": record.get("last_keepalive")}
+        error = record.get("last_error") or {}
+        error_at = _parse_iso(error.get("at"))
+        if not refresh:
+            statuses.append(_needs_sign_in(username, codes.SIGN_IN_AGAIN,
+                                           "no refresh token in the cache", **times))
+        elif (error.get("code") in _SIGN_IN_CODES and error_at
+              and (last_refresh is None or error_at >= last_refresh)):
+            statuses.append(_needs_sign_in(username, int(error["code"]),
+                                           str(error.get("message") or ""), **times))
+        elif dies is not None and dies <= now:
+            statuses.append(_needs_sign_in(username, codes.CONNECTION_EXPIRED,
+                                           "the refresh token died of inactivity", **times))
+        elif expires is not None and expires > now:
+            statuses.append(AccountStatus(username, SIGNED_IN, **times))
+        else:
+            statuses.append(AccountStatus(
+                username, EXPIRED, detail="the access token has expired; it is refreshed "
+                "by itself before the next send", **times))
+    known = {status.account.lower() for status in statuses}
+    if configured_account and configured_account.lower() not in known:
+        statuses.append(_needs_sign_in(configured_account, codes.SIGN_IN_AGAIN,
+                                       "not signed in"))
+    return statuses
+
+
+def remove_account_tokens(cache: msal.SerializableTokenCache, home_account_id: str) -> None:
+    """Remove an account and all its tokens from the cache (offline sign-out).
+
+    The same as msal's ``remove_account`` but without an application, which would first fetch
+    the authority's OpenID configuration: signing out must work with the network down.
+    """
+    kinds = msal.TokenCache.CredentialType
+    owner = {"home_account_id": home_account_id}
+    for entry in list(cache.search(kinds.REFRESH_TOKEN, query=owner)):
+        cache.remove_rt(entry)
+    for entry in list(cache.search(kinds.ACCESS_TOKEN, query=owner, now=0)):
+        cache.remove_at(entry)
+    for entry in list(cache.search(kinds.ID_TOKEN, query=owner)):
+        cache.remove_idt(entry)
+    for entry in list(cache.search(kinds.ACCOUNT, query=owner)):
+        cache.remove_account(entry)
+
+
+def usernames(cache: msal.SerializableTokenCache) -> list[str]:
+    """The usernames of the accounts in the cache, once each, sorted case-insensitively."""
+    found = cache.search(msal.TokenCache.CredentialType.ACCOUNT)
+    names = {str(entry.get("username", "")).lower(): str(entry.get("username", ""))
+             for entry in found}
+    return sorted((name for name in names.values() if name), key=str.lower)
+
+
+def forget_account(store: TokenStore, username: str) -> None:
+    """Remove every cache entry and the state record of ``username`` (case-insensitive)."""
+    for entry in list(store.cache.search(msal.TokenCache.CredentialType.ACCOUNT)):
+        if str(entry.get("username", "")).lower() == username.lower():
+            remove_account_tokens(store.cache, entry.get("home_account_id") or "")
+    store.forget_account(username)

@@ -1,0 +1,134 @@
+"""The one exception tree of faxgw.
+
+Every error faxgw raises on purpose derives from :class:`FaxgwError`. Data travels in
+attributes (``.code``, ``.smtp_code``, ``.filename``), never parsed back out of messages.
+Third-party exceptions (aiosmtplib, msal, pypdf, Pillow) are translated at one boundary each
+(``transport.smtp``, ``auth``, ``render``), so the layers above only see this tree::
+
+    FaxgwError
+    ├── ConfigError (ValueError)          a bad config file, key, type or value
+    ├── SpoolError (OSError)              the spool cannot be read or written
+    ├── StoreError                        the job store cannot be read or written
+    │   └── JobStateError                 an action that makes no sense in a job's state
+    │       └── JobNotFoundError (LookupError)
+    ├── JobError                          one job cannot be sent; carries its status ``code``
+    │   ├── InputError                    refused at intake: link, device file, bad manifest
+    │   ├── NumberError (ValueError)      the fax number is invalid
+    │   └── DocumentError                 a document is unreadable, encrypted or unsupported
+    └── DeliveryError                     the mail server or the network said no
+        ├── TransientError                try again later
+        │   └── ConnectError (ConnectionError)   no connection to the email service (360)
+        ├── PermanentError                give up on this job
+        └── AuthError                     a person must act (sign in, enable SMTP AUTH) first
+
+Messages never contain secrets: passwords and tokens are not passed to any constructor here.
+"""
+
+from __future__ import annotations
+
+
+class FaxgwError(Exception):
+    """Root of every error faxgw raises on purpose.
+
+    ``code`` is the faxgw status code (see :mod:`faxgw.codes`) when one applies.
+    """
+
+    code: int | None = None
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(FaxgwError, ValueError):
+    """The configuration is missing, malformed or holds a wrong key, type or value."""
+
+
+class SpoolError(FaxgwError, OSError):
+    """The spool directory cannot be read or written."""
+
+
+class StoreError(FaxgwError):
+    """The job store cannot be read or written."""
+
+
+class JobStateError(StoreError):
+    """An action was asked of a job in a state where it makes no sense."""
+
+
+class JobNotFoundError(JobStateError, LookupError):
+    """No job has the given id."""
+
+
+class JobError(FaxgwError):
+    """One job cannot be sent as it is; ``code`` says why.
+
+    Raised before anything is sent (intake, number, rendering), so the job fails at once
+    and its originals go to the spool's failed area.
+    """
+
+    def __init__(self, message: str, *, code: int, filename: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.filename = filename
+
+
+class InputError(JobError):
+    """A dropped file or manifest was refused at intake (link, device file, bad manifest)."""
+
+
+class NumberError(JobError, ValueError):
+    """The fax number is not a valid telephone number."""
+
+
+class DocumentError(JobError):
+    """A document is corrupt, truncated, empty, encrypted, mislabelled or unsupported."""
+
+
+class DeliveryError(FaxgwError):
+    """The mail server or the network refused or failed the send.
+
+    ``smtp_code`` and ``smtp_message`` hold the server's reply when there was one;
+    ``disposition`` is the classification's verdict (``retry``, ``throttle``, ``pause``,
+    ``auth``, ``permanent``); ``ambiguous`` is True when the connection was lost after the
+    message data was sent, so the server may have accepted it; ``retry_after`` is a wait the
+    reply itself implies (a daily quota), in seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        smtp_code: int | None = None,
+        smtp_message: str | None = None,
+        disposition: str = "retry",
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.smtp_code = smtp_code
+        self.smtp_message = smtp_message
+        self.disposition = disposition
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
+
+
+class TransientError(DeliveryError):
+    """A failure that may pass: the job is deferred and tried again."""
+
+
+class ConnectError(TransientError, ConnectionError):
+    """No connection to the email service: refused, DNS, TLS handshake, timeout (code 360)."""
+
+
+class PermanentError(DeliveryError):
+    """The server refused the job for good: the job fails with ``code``."""
+
+
+class AuthError(DeliveryError):
+    """Authentication needs a person: the account pauses, its jobs wait (361, 370, …)."""

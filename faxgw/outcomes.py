@@ -1,0 +1,156 @@
+"""Recording what happened to a job: sent, deferred with backoff, waiting, failed, expired.
+
+Every outcome is one store transition with its history event and, when there was one, the
+server's reply. Backoff follows ``[retry]``: the n-th failure waits ``backoff[n-1]`` seconds
+(the last step repeats) with ``jitter`` so that a whole queue never retries at one instant;
+after ``max_attempts`` attempts or ``max_age`` of trying the job expires with code 520.
+Waiting for the account (sign-in, full mailbox) uses neither attempts nor age.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from . import codes
+from .config import Config
+from .errors import DeliveryError, JobError
+from .jobs import Job, JobState
+from .spool import Spool
+from .store.base import JobStore
+
+log = logging.getLogger("faxgw.worker")
+
+#: How soon a job waiting for its account is due again; it is claimed only once the account
+#: is no longer paused, so a new sign-in sends it within seconds.
+WAIT_RECHECK_SECONDS = 15.0
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What one run did, by outcome."""
+
+    taken: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    waiting_for_auth: int = 0
+    job_ids: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, int]:
+        """The counts, as ``faxgw run --once --json`` prints them."""
+        return {"taken": self.taken, "sent": self.sent, "deferred": self.deferred,
+                "failed": self.failed, "waiting_for_auth": self.waiting_for_auth}
+
+
+def reply_of(exc: DeliveryError) -> str | None:
+    """The server's reply line carried by a delivery error, if any."""
+    if exc.smtp_code is None:
+        return None
+    return f"{exc.smtp_code} {exc.smtp_message or ''}".strip()
+
+
+class Recorder:
+    """Writes outcomes into the store and counts them into a run summary."""
+
+    def __init__(self, config: Config, store: JobStore, spool: Spool,
+                 clock: Callable[[], datetime], rng: random.Random) -> None:
+        self.config = config
+        self.store = store
+        self.spool = spool
+        self.clock = clock
+        self.rng = rng
+
+    def _move(self, job: Job, state: JobState, summary: RunSummary, *, code: int | None,
+              event: str, detail: str = "", error: str | None = None,
+              next_attempt_at: datetime | None = None, count_attempt: bool = False,
+              reply: str | None = None, paused: bool = False) -> None:
+        fields: dict[str, object] = {}
+        if reply:
+            fields["last_reply"] = reply
+        if paused:
+            fields["paused_since"] = job.paused_since or self.clock()
+        self.store.transition(job.id, state, event=event, detail=detail or (error or ""),
+                              code=code, error=error, next_attempt_at=next_attempt_at,
+                              count_attempt=count_attempt, fields=fields or None)
+        if state is JobState.SENT:
+            summary.sent += 1
+        elif state is JobState.FAILED:
+            summary.failed += 1
+            log.warning("! %s failed (%s): %s", job.id, code, error)
+        elif paused:
+            summary.waiting_for_auth += 1
+        elif state is JobState.DEFERRED:
+            summary.deferred += 1
+
+    def sent(self, job: Job, reply: str, summary: RunSummary) -> None:
+        """The server accepted the message."""
+        self._move(job, JobState.SENT, summary, code=codes.SENT, event="sent",
+                   detail=f"server replied {reply}", count_attempt=True, reply=reply)
+        log.info("← %s sent to %s (%s)", job.id, job.recipient, reply)
+
+    def input_failed(self, job: Job, exc: JobError, summary: RunSummary) -> None:
+        """The job's documents cannot be sent as they are: fail, keep the originals."""
+        self._move(job, JobState.FAILED, summary, code=exc.code, error=exc.message,
+                   event="failed")
+        folder = self.spool.quarantine(job.id)
+        self.store.add_event(job.id, "quarantined", f"originals kept in {folder}")
+
+    def internal_error(self, job: Job, exc: BaseException, summary: RunSummary) -> None:
+        """A bug: fail the job with its files kept, so that ``faxgw retry`` can resend it."""
+        log.error("! %s: unexpected error", job.id, exc_info=exc)
+        self._move(job, JobState.FAILED, summary, code=codes.INTERNAL, event="failed",
+                   error=f"unexpected error: {type(exc).__name__}: {exc}", count_attempt=True)
+
+    def delivery_failed(self, job: Job, exc: DeliveryError, summary: RunSummary) -> None:
+        """The send failed: fail for good, or defer with backoff, or expire."""
+        reply = reply_of(exc)
+        if exc.ambiguous:
+            self.store.add_event(job.id, "possibly-delivered", exc.message, code=exc.code)
+        if exc.disposition == "permanent":
+            self._move(job, JobState.FAILED, summary, code=exc.code, error=exc.message,
+                       event="rejected", count_attempt=True, reply=reply)
+            return
+        attempts = job.attempts + 1
+        now = self.clock()
+        retry = self.config.retry
+        age = job.age_seconds(now)
+        if attempts >= retry.max_attempts or age >= retry.max_age:
+            why = (f"{attempts} attempts" if attempts >= retry.max_attempts
+                   else f"{age / 3600:.1f} hours")
+            self._move(job, JobState.FAILED, summary, code=codes.EXPIRED, event="expired",
+                       error=f"gave up after {why}; last error: {exc.message}",
+                       count_attempt=True, reply=reply)
+            return
+        delay = exc.retry_after or retry.backoff[min(attempts - 1, len(retry.backoff) - 1)]
+        delay *= 1 + self.rng.uniform(-retry.jitter, retry.jitter)
+        at = now + timedelta(seconds=delay)
+        self._move(job, JobState.DEFERRED, summary, code=exc.code, error=exc.message,
+                   event="deferred", next_attempt_at=at, count_attempt=True, reply=reply,
+                   detail=f"{exc.message}; next attempt at {at.isoformat(timespec='seconds')}")
+        log.info("↻ %s deferred (%s) until %s: %s", job.id, exc.code,
+                 at.isoformat(timespec="seconds"), exc.message)
+
+    def wait_for_account(self, job: Job, exc: DeliveryError, summary: RunSummary) -> None:
+        """The account cannot send now: the job waits, attempts and age untouched."""
+        at = self.clock() + timedelta(seconds=WAIT_RECHECK_SECONDS)
+        self._move(job, JobState.DEFERRED, summary, code=exc.code, error=exc.message,
+                   event="waiting-for-account", next_attempt_at=at, reply=reply_of(exc),
+                   paused=True)
+
+    def requeue(self, job: Job, why: str) -> None:
+        """Give a claimed job back to the queue untouched (nothing was tried)."""
+        self.store.transition(job.id, JobState.QUEUED, event="requeued", detail=why,
+                              code=job.code, error=job.error)
+
+    def throttled(self, job: Job, exc: DeliveryError, summary: RunSummary,
+                  seconds: float = 60.0) -> None:
+        """The server asked for fewer connections: try again soon; not the job's fault."""
+        delay = seconds * (1 + self.rng.uniform(-self.config.retry.jitter,
+                                                self.config.retry.jitter))
+        at = self.clock() + timedelta(seconds=delay)
+        self._move(job, JobState.DEFERRED, summary, code=exc.code, error=exc.message,
+                   event="throttled", next_attempt_at=at, reply=reply_of(exc))

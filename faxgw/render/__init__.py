@@ -1,0 +1,21 @@
+"""PDF rendering of a fax job: every document, in order, as one PDF on the configured paper.
+
+Public API::
+
+    detect_type(path) -> "pdf" | "jpeg" | "png" | "tiff" | "gif" | "bmp" | "text"
+    render_pdf(documents, out, *, paper="A4", font=None) -> Rendered(path, pages, bytes)
+    PAPER_SIZES  # {"A4": (595.28, 841.89), "Letter": (612.0, 792.0)}, in points
+
+Bad documents raise :class:`faxgw.errors.DocumentError` (codes 410, 411, 412; 420 for an
+image too large to decode), never a library's own exception.
+
+Modules: ``detect`` (type by content), ``pdf`` (the job: parts, boundary, atomic write),
+``pdfinput`` (PDF pages onto the paper), ``images`` (img2pdf), ``text`` (fpdf2).
+"""
+
+from __future__ import annotations
+
+from .detect import detect_type
+from .pdf import PAPER_SIZES, Rendered, render_pdf
+
+__all__ = ["PAPER_SIZES", "Rendered", "detect_type", "render_pdf"]

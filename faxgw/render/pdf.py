@@ -1,0 +1,268 @@
+"""A fax job's documents, in order, as one PDF on the configured paper.
+
+Each document is judged by its content (:mod:`.detect`), made into a PDF of its own on the
+paper (:mod:`.pdfinput`, :mod:`.images`, :mod:`.text`), and the parts are joined. Working
+document by document keeps every failure attributable: pypdf, Pillow, img2pdf and fpdf2
+exceptions are translated into :class:`~faxgw.errors.DocumentError` at one boundary,
+:func:`_translated`, around each document, and joining the parts afterwards only touches PDFs
+faxgw wrote itself.
+
+The output is written atomically (temp file in the same folder, fsync, rename), so a reader
+never sees half a PDF. Rendering is CPU-bound and synchronous; callers run it in a thread or a
+process. There is no shared state except the cached font lookup in :mod:`.text`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import img2pdf  # type: ignore[import-untyped]
+from fpdf.errors import FPDFException
+from PIL import Image, UnidentifiedImageError
+from pypdf import PdfReader, PdfWriter
+from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError, PyPdfError
+
+from ..codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE, TOO_LARGE
+from ..errors import DocumentError
+from .detect import HEAD_BYTES, classify
+from .images import image_to_pdf
+from .pdfinput import pdf_to_paper
+from .text import text_to_pdf
+
+log = logging.getLogger("faxgw.render")
+
+#: Paper sizes in points (1/72 inch), portrait: ISO 216 A4 (210 x 297 mm) and US Letter.
+PAPER_SIZES: dict[str, tuple[float, float]] = {
+    "A4": (595.28, 841.89),
+    "Letter": (612.0, 792.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """The PDF :func:`render_pdf` wrote."""
+
+    path: Path
+    #: Number of pages, i.e. fax pages.
+    pages: int
+    #: Size of the PDF file in bytes.
+    bytes: int
+
+
+def render_pdf(
+    documents: Sequence[Path], out: Path, *, paper: str = "A4", font: Path | None = None
+) -> Rendered:
+    """Render all ``documents``, in order, into one PDF at ``out`` and describe it.
+
+    Documents may be PDF, JPEG, PNG, TIFF (every page), GIF, BMP or plain text, told apart
+    by content. Every page fits ``paper`` (a key of :data:`PAPER_SIZES`, any case); ``font``
+    is a TrueType font for text documents (default: DejaVu Sans Mono if installed).
+
+    Raises :class:`~faxgw.errors.DocumentError` naming the first bad document, with ``code``
+    ``DOCUMENT_UNREADABLE`` (empty, corrupt, truncated), ``DOCUMENT_ENCRYPTED`` (password),
+    ``DOCUMENT_UNSUPPORTED`` (unknown or mislabelled type) or ``TOO_LARGE`` (an image too
+    large to decode safely). ``ValueError`` for an unknown paper or no documents, ``OSError``
+    when ``out`` cannot be written. Nothing is written to ``out`` unless all went well.
+    """
+    page_size = paper_size(paper)
+    if not documents:
+        raise ValueError("render_pdf needs at least one document")
+    parts = [render_document(Path(document), page_size, font=font) for document in documents]
+    writer = PdfWriter()
+    for part in parts:
+        for page in PdfReader(io.BytesIO(part)).pages:
+            writer.add_page(page)
+    out = Path(out)
+    size = _write_atomically(writer, out)
+    pages = len(writer.pages)
+    log.debug("rendered %d document(s) into %s: %d pages, %d bytes", len(parts), out, pages, size)
+    return Rendered(path=out, pages=pages, bytes=size)
+
+
+def paper_size(paper: str) -> tuple[float, float]:
+    """Width and height in points of the paper named ``paper`` ("A4", "letter", …)."""
+    for name, size in PAPER_SIZES.items():
+        if name.lower() == paper.lower():
+            return size
+    raise ValueError(f"unknown paper size {paper!r}; use one of {', '.join(PAPER_SIZES)}")
+
+
+def render_document(
+    path: Path, page_size: tuple[float, float], *, font: Path | None = None
+) -> bytes:
+    """One document as a PDF of its own, every page fitting ``page_size``.
+
+    Raises :class:`~faxgw.errors.DocumentError` and nothing else for a bad document.
+    """
+    name = path.name
+    with _translated(name, "file"):
+        data = path.read_bytes()
+    kind = classify(name, data[:HEAD_BYTES], len(data))
+    with _translated(name, kind):
+        if kind == "pdf":
+            part = pdf_to_paper(data, name, page_size)
+        elif kind == "text":
+            part = text_to_pdf(data, name, page_size, font)
+        else:
+            part = image_to_pdf(data, kind, page_size)
+    log.debug("%s: %s, %d bytes, rendered", name, kind, len(data))
+    return part
+
+
+# What the libraries raise for input they cannot read. Broken PDFs also surface as plain
+# lookup, type and assertion errors from deep inside pypdf, Pillow plugins raise SyntaxError
+# and struct.error for bad headers, and img2pdf defines exceptions without a common base.
+_BROKEN: tuple[type[BaseException], ...] = (
+    PyPdfError,
+    OSError,  # includes Pillow's UnidentifiedImageError and "image file is truncated"
+    EOFError,
+    SyntaxError,
+    struct.error,
+    zlib.error,
+    ValueError,  # includes UnicodeDecodeError
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    RecursionError,
+    ArithmeticError,
+    NotImplementedError,
+    FPDFException,
+    img2pdf.AlphaChannelError,
+    img2pdf.ExifOrientationError,
+    img2pdf.ImageOpenError,
+    img2pdf.JpegColorspaceError,
+    img2pdf.NegativeDimensionError,
+    img2pdf.PdfTooLargeError,
+    img2pdf.UnsupportedColorspaceError,
+    # Pillow reports corrupt metadata with warnings.warn; where warnings are turned into
+    # errors (-W error, pytest's filterwarnings), they arrive here as exceptions.
+    UserWarning,
+)
+# How each kind's damage is worded.
+_DAMAGED = {
+    "pdf": "the PDF is damaged",
+    "text": "the text cannot be read",
+    "file": "the file cannot be read",
+}
+_IMAGE_DAMAGED = "the image is truncated or corrupt"
+
+
+@contextmanager
+def _translated(name: str, kind: str) -> Iterator[None]:
+    """Turn what the libraries raise for a bad document ``name`` into a DocumentError."""
+    try:
+        yield
+    except DocumentError:
+        raise
+    except FileNotDecryptedError as exc:
+        raise DocumentError(
+            f"{name}: the PDF is protected by a password", code=DOCUMENT_ENCRYPTED, filename=name
+        ) from exc
+    except DependencyError as exc:
+        # pypdf needs `cryptography` for AES; without it the file is as closed as with a password.
+        raise DocumentError(
+            f"{name}: the PDF is encrypted in a way this installation cannot open ({exc})",
+            code=DOCUMENT_ENCRYPTED,
+            filename=name,
+        ) from exc
+    except (
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,  # only raised where warnings are errors
+        LimitReachedError,
+    ) as exc:
+        # A few bytes can claim gigapixels or gigabytes; the libraries refuse to expand them.
+        raise DocumentError(
+            f"{name}: the document is too large to render ({_cause(exc, kind)})",
+            code=TOO_LARGE,
+            filename=name,
+        ) from exc
+    except _BROKEN as exc:
+        log.debug("%s: %s", name, _cause(exc, kind), exc_info=True)
+        what = _DAMAGED.get(kind, _IMAGE_DAMAGED)
+        raise DocumentError(
+            f"{name}: {what}: {_cause(exc, kind)}", code=DOCUMENT_UNREADABLE, filename=name
+        ) from exc
+    except Exception as exc:
+        # img2pdf (and pypdf in places) raise bare Exception for bad input; anything of
+        # another type is a fault of ours and travels on as it is.
+        if type(exc) is not Exception:
+            raise
+        what = _DAMAGED.get(kind, _IMAGE_DAMAGED)
+        raise DocumentError(
+            f"{name}: {what}: {_cause(exc, kind)}", code=DOCUMENT_UNREADABLE, filename=name
+        ) from exc
+
+
+# Errors whose type says more than their text ("KeyError: '/Root'").
+_BARE_BUILTINS = (
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    RecursionError,
+    ArithmeticError,
+    NotImplementedError,
+    struct.error,
+)
+_CAUSE_LENGTH = 160
+
+
+def _cause(exc: BaseException, kind: str) -> str:
+    """A short, one-line cause for a message; no memory addresses, no tracebacks."""
+    if isinstance(exc, UnidentifiedImageError):
+        return f"not a readable {kind.upper()} image"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split())
+    if isinstance(exc, _BARE_BUILTINS) or not text:
+        text = f"its structure is broken ({type(exc).__name__}{': ' + text if text else ''})"
+    if len(text) > _CAUSE_LENGTH:
+        text = text[: _CAUSE_LENGTH - 1] + "…"
+    return text
+
+
+def _write_atomically(writer: PdfWriter, out: Path) -> int:
+    """Write the PDF to ``out`` via a temp file, fsync and rename; return its size."""
+    # A dot-name with .tmp suffix: spool scanners skip it, and it is on the same file system,
+    # so os.replace is atomic (as in Maildir and Postfix's queue).
+    handle, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            writer.write(file)
+            file.flush()
+            os.fsync(file.fileno())
+            size = file.tell()
+        os.replace(temp, out)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(out.parent)
+    return size
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename is durable once the folder's entry is on disk. POSIX only; Windows cannot
+    # open a folder this way, and there the rename is as durable as NTFS makes it.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,201 @@
+"""PDF documents onto the configured paper, with pypdf.
+
+Pages already of the paper's size (within :data:`SIZE_TOLERANCE`) are kept as they are. Other
+pages are scaled to fit, centred, onto a new page of paper size: the visible area (crop box,
+turned by ``/Rotate`` as a viewer shows it) is moved to the origin, turned upright, scaled and
+centred, so the new page needs no ``/Rotate`` of its own.
+
+The file is checked for completeness first: pypdf recovers from a lot, and a PDF cut short
+could otherwise come out with fewer pages instead of failing. Errors are not translated here;
+:mod:`faxgw.render.pdf` does that at the document boundary.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+from pypdf import PageObject, PasswordType, PdfReader, PdfWriter, Transformation
+from pypdf.generic import DictionaryObject
+
+from ..codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE
+from ..errors import DocumentError
+
+log = logging.getLogger("faxgw.render")
+
+#: How far (pt) a page may differ from the paper and still count as paper size: tools write
+#: A4 as 595 x 842, 595.28 x 841.89 or 595.276 x 841.89.
+SIZE_TOLERANCE = 3.0
+
+# An incremental update after the last %%EOF that was cut off still starts with objects or
+# an xref section; anything else after %%EOF is junk that readers ignore (mail padding).
+_UNFINISHED_UPDATE = re.compile(rb"\d+\s+\d+\s+obj\b|\bxref\b|\btrailer\b|\bstartxref\b")
+# A linearized ("fast web view") PDF states its full length in its first object, and keeps
+# an %%EOF near its start, so the %%EOF test alone misses it when it is cut off.
+_LINEARIZED = re.compile(rb"<<[^>]*?/Linearized\b[^>]*?>>", re.DOTALL)
+_LINEARIZED_LENGTH = re.compile(rb"/L\s+(\d+)")
+# Slack for a linearized length that counts an end-of-line the file no longer has.
+_LENGTH_SLACK = 16
+
+
+def pdf_to_paper(data: bytes, name: str, page_size: tuple[float, float]) -> bytes:
+    """Return ``data`` (a PDF) as a PDF whose pages all fit ``page_size`` (points).
+
+    Raises :class:`DocumentError` for a PDF that is cut off, has no pages, or needs a password;
+    pypdf's own exceptions pass through for the caller to translate.
+    """
+    _check_complete(data, name)
+    reader = PdfReader(io.BytesIO(data), strict=False)
+    # pypdf already tried the empty user password when opening; documents "protected" only by
+    # an owner password (no printing, no copying) open with it, and a fax may be sent.
+    if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+        raise DocumentError(
+            f"{name}: the PDF is protected by a password", code=DOCUMENT_ENCRYPTED, filename=name
+        )
+    pages = reader.pages
+    count = len(pages)
+    if count == 0:
+        raise DocumentError(
+            f"{name}: the PDF is damaged: it has no pages", code=DOCUMENT_UNREADABLE, filename=name
+        )
+    declared = _declared_page_count(reader)
+    if declared is not None and declared > count:
+        # pypdf rebuilt a broken file and found fewer pages than it should have: parts are lost.
+        raise DocumentError(
+            f"{name}: the PDF is damaged: it should have {declared} pages, "
+            f"but only {count} can be read",
+            code=DOCUMENT_UNREADABLE,
+            filename=name,
+        )
+    writer = PdfWriter()
+    width, height = page_size
+    for number, page in enumerate(pages, start=1):
+        contents = page.get_contents()
+        if contents is not None:
+            # Decode the content now, so that a broken stream fails this document here.
+            contents.get_data()
+        transformation = fit_transformation(page, page_size, name=name, number=number)
+        if transformation is None:
+            writer.add_page(page)
+        else:
+            target = writer.add_blank_page(width, height)
+            target.merge_transformed_page(page, transformation)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def _declared_page_count(reader: PdfReader) -> int | None:
+    """The page count the page tree's root states, if it states one."""
+    pages_root = reader.root_object.get("/Pages")
+    pages_root = pages_root.get_object() if pages_root is not None else None
+    if not isinstance(pages_root, DictionaryObject):
+        return None
+    declared = pages_root.get("/Count")
+    return declared if isinstance(declared, int) else None
+
+
+def _check_complete(data: bytes, name: str) -> None:
+    """Raise :class:`DocumentError` if ``data`` is visibly a PDF cut short."""
+    end = data.rfind(b"%%EOF")
+    if end < 0:
+        raise DocumentError(
+            f"{name}: the PDF is damaged: it is incomplete (no %%EOF end mark), "
+            "probably cut off in transfer",
+            code=DOCUMENT_UNREADABLE,
+            filename=name,
+        )
+    if _UNFINISHED_UPDATE.search(data, end + len(b"%%EOF")):
+        raise DocumentError(
+            f"{name}: the PDF is damaged: its last part is cut off",
+            code=DOCUMENT_UNREADABLE,
+            filename=name,
+        )
+    linearized = _LINEARIZED.search(data, 0, 4096)
+    if linearized is not None:
+        stated = _LINEARIZED_LENGTH.search(linearized.group())
+        if stated is not None and int(stated.group(1)) > len(data) + _LENGTH_SLACK:
+            raise DocumentError(
+                f"{name}: the PDF is damaged: it is incomplete "
+                f"({len(data)} of {int(stated.group(1))} bytes), probably cut off in transfer",
+                code=DOCUMENT_UNREADABLE,
+                filename=name,
+            )
+
+
+def visible_box(page: PageObject) -> tuple[float, float, float, float]:
+    """The part of ``page`` a viewer shows, unrotated: the crop box within the media box."""
+    media = page.mediabox
+    crop = page.cropbox
+    left = max(float(media.left), float(crop.left))
+    bottom = max(float(media.bottom), float(crop.bottom))
+    right = min(float(media.right), float(crop.right))
+    top = min(float(media.top), float(crop.top))
+    if right <= left or top <= bottom:
+        # A crop box outside the media box is meaningless; viewers fall back to the media box.
+        return float(media.left), float(media.bottom), float(media.right), float(media.top)
+    return left, bottom, right, top
+
+
+def page_rotation(page: PageObject) -> int:
+    """``/Rotate`` as 0, 90, 180 or 270 (clockwise, as the PDF specification defines it)."""
+    try:
+        rotation = int(page.rotation)  # pypdf has /Rotate inherited from the page tree
+    except (TypeError, ValueError, AttributeError):
+        return 0
+    # Only multiples of 90 are valid; round a stray value rather than refuse the page.
+    return (round(rotation / 90) * 90) % 360
+
+
+def shown_size(page: PageObject) -> tuple[float, float]:
+    """Width and height of ``page`` as a viewer shows it (visible box, ``/Rotate`` applied)."""
+    left, bottom, right, top = visible_box(page)
+    width, height = right - left, top - bottom
+    return (height, width) if page_rotation(page) in (90, 270) else (width, height)
+
+
+def fit_transformation(
+    page: PageObject, page_size: tuple[float, float], *, name: str = "", number: int = 0
+) -> Transformation | None:
+    """The transformation that puts ``page`` upright, fitted and centred on ``page_size``.
+
+    ``None`` when the page is of that size already (then it is kept as it is).
+    """
+    paper_width, paper_height = page_size
+    left, bottom, right, top = visible_box(page)
+    width, height = right - left, top - bottom
+    if width <= 0 or height <= 0:
+        raise DocumentError(
+            f"{name}: the PDF is damaged: page {number} has no size",
+            code=DOCUMENT_UNREADABLE,
+            filename=name,
+        )
+    rotation = page_rotation(page)
+    shown_width, shown_height = shown_size(page)
+    if (
+        abs(shown_width - paper_width) <= SIZE_TOLERANCE
+        and abs(shown_height - paper_height) <= SIZE_TOLERANCE
+    ):
+        return None
+    # Content coordinates -> origin at the visible box's lower left corner -> turned as
+    # /Rotate turns it on screen (clockwise), so the merged content stands upright.
+    transformation = Transformation().translate(-left, -bottom)
+    if rotation == 90:
+        transformation = transformation.transform(Transformation((0, -1, 1, 0, 0, width)))
+    elif rotation == 180:
+        transformation = transformation.transform(Transformation((-1, 0, 0, -1, width, height)))
+    elif rotation == 270:
+        transformation = transformation.transform(Transformation((0, 1, -1, 0, height, 0)))
+    scale = min(paper_width / shown_width, paper_height / shown_height)
+    log.debug(
+        "%s: page %d is %.0f x %.0f pt, scaled by %.3f to fit the paper",
+        name,
+        number,
+        shown_width,
+        shown_height,
+        scale,
+    )
+    return transformation.scale(scale, scale).translate(
+        (paper_width - shown_width * scale) / 2, (paper_height - shown_height * scale) / 2
+    )

@@ -1,0 +1,438 @@
+"""The spool: intake folders, settling, claiming by rename, and the failed area.
+
+A job is assembled in ``tmp/<id>/`` (``job.json`` first, then its documents) and committed
+by one rename to ``jobs/<id>/``. Taking a dropped file is a rename too, so two workers can
+never take the same file, and a half-moved job is finished or undone at start-up by
+:meth:`Spool.recover`. The job store is told about a job only after its folder is complete;
+a folder whose job is missing from the store is registered again from its ``job.json``.
+
+Drop folders are writable by scanners and users, so nothing here follows a link: symbolic
+links, hard links (a second name for a file the dropper may not be allowed to read), device
+files and folders that resolve outside the spool are taken as they are (the link itself, not
+its target) and refused with code 405.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import stat
+import time
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import codes
+from .errors import InputError, SpoolError
+from .jobs import new_job_id
+from .layout import DOCS, IGNORED_SUFFIXES, JOB_FILE, MANIFEST_SUFFIX, SpoolLayout
+
+log = logging.getLogger("faxgw.spool")
+
+
+@dataclass(slots=True)
+class Intake:
+    """A job whose folder is complete in ``jobs/<id>/``, ready to be registered."""
+
+    id: str
+    number: str
+    documents: list[str] = field(default_factory=list)
+    subject: str = ""
+    note: str = ""
+    sender: str = ""
+    source: str = ""
+    #: Where the documents were taken from (so that recovery can finish a claim).
+    source_paths: list[str] = field(default_factory=list)
+    #: Why the job is refused at intake (code, message), or None when it may go on.
+    error_code: int | None = None
+    error: str | None = None
+
+    def to_file(self) -> bytes:
+        """``job.json``: the folder's own description, enough to register it again."""
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_file(cls, path: Path) -> Intake:
+        """Read a ``job.json``."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{name: data[name] for name in cls.__slots__ if name in data})
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename is durable only once the folder that holds the new name is synced.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(".") or name.endswith(IGNORED_SUFFIXES)
+
+
+def _refusal(st: os.stat_result) -> str | None:
+    """Why an entry may not be taken as a document, or None for an ordinary file."""
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link (links are never followed)"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder"
+    if not stat.S_ISREG(st.st_mode):
+        return "is a device file, pipe or socket, not an ordinary file"
+    if st.st_nlink > 1:
+        return "is a hard link (it has another name elsewhere)"
+    return None
+
+
+class Spool:
+    """One spool root: intake, job folders and the failed area."""
+
+    def __init__(
+        self, root: Path, *, settle_seconds: float = 2.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.layout = SpoolLayout(root)
+        self.settle_seconds = settle_seconds
+        self._clock = clock
+
+    def ensure(self) -> None:
+        """Create the spool's folders when missing."""
+        try:
+            for folder in self.layout.all_dirs():
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"cannot create the spool at {self.layout.root}: {exc}") from None
+
+    # -- assembling a job ----------------------------------------------------------------
+
+    def _begin(self, intake: Intake) -> Path:
+        work = self.layout.tmp / intake.id
+        (work / DOCS).mkdir(parents=True)
+        write_atomic(work / JOB_FILE, intake.to_file())
+        return work
+
+    def _commit(self, work: Path, intake: Intake) -> Intake:
+        # job.json is written again: documents or the refusal may have changed.
+        write_atomic(work / JOB_FILE, intake.to_file())
+        os.rename(work, self.layout.job_dir(intake.id))
+        _fsync_dir(self.layout.jobs)
+        _fsync_dir(self.layout.tmp)
+        return intake
+
+    def submit(
+        self,
+        number: str,
+        files: Sequence[Path],
+        *,
+        subject: str = "",
+        note: str = "",
+        sender: str = "",
+    ) -> Intake:
+        """Copy ``files`` into a new job folder (``faxgw submit``); the originals stay."""
+        for path in files:
+            try:
+                st = path.stat()
+            except OSError as exc:
+                raise InputError(
+                    f"{path}: {exc.strerror}", code=codes.INPUT_REFUSED, filename=path.name
+                ) from None
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(
+                    f"{path}: not an ordinary file", code=codes.INPUT_REFUSED, filename=path.name
+                )
+        intake = Intake(
+            id=new_job_id(),
+            number=number,
+            subject=subject,
+            note=note,
+            sender=sender,
+            source="submit",
+        )
+        work = self._begin(intake)
+        try:
+            for index, path in enumerate(files):
+                name = _unique_name(work / DOCS, path.name, index)
+                with path.open("rb") as src, (work / DOCS / name).open("xb") as dst:
+                    shutil.copyfileobj(src, dst)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                intake.documents.append(name)
+            _fsync_dir(work / DOCS)
+            return self._commit(work, intake)
+        except OSError as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise SpoolError(f"cannot put the job into the spool: {exc}") from None
+
+    # -- scanning the intake folders -----------------------------------------------------
+
+    def _settled(self, st: os.stat_result) -> bool:
+        # ctime too: a file moved in keeps its old mtime, but the move itself is a change.
+        changed = max(st.st_mtime, st.st_ctime)
+        return self._clock() - changed >= self.settle_seconds
+
+    def scan(self) -> list[Intake]:
+        """Take every settled job from ``outgoing/``; return the jobs now in ``jobs/``."""
+        taken: list[Intake] = []
+        try:
+            entries = sorted(os.scandir(self.layout.outgoing), key=lambda e: e.name)
+        except FileNotFoundError:
+            return taken
+        for entry in entries:
+            if _ignored(entry.name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # taken by another worker meanwhile
+            if stat.S_ISDIR(st.st_mode):
+                taken.extend(self._scan_number_dir(Path(entry.path), entry.name))
+            elif stat.S_ISLNK(st.st_mode) and not entry.name.endswith(MANIFEST_SUFFIX):
+                # A link at the top may be a number folder pointing elsewhere: refuse it.
+                if self._settled(st):
+                    taken.extend(
+                        self._take_refused(
+                            Path(entry.path),
+                            entry.name,
+                            "is a symbolic link (links are never followed)",
+                        )
+                    )
+            elif entry.name.endswith(MANIFEST_SUFFIX) and self._settled(st):
+                result = self._take_manifest(Path(entry.path), st)
+                if result is not None:
+                    taken.append(result)
+            # Any other file at the top waits for the manifest that names it.
+        return taken
+
+    def _scan_number_dir(self, folder: Path, number: str) -> Iterator[Intake]:
+        try:
+            real = folder.resolve(strict=True)
+        except OSError:
+            return
+        if not real.is_relative_to(self.layout.outgoing.resolve()):
+            yield from self._take_refused(folder, number, "resolves outside the spool")
+            return
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if _ignored(entry.name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode) or not self._settled(st):
+                continue
+            reason = _refusal(st)
+            intake = Intake(
+                id=new_job_id(), number=number, source=f"outgoing/{number}/{entry.name}"
+            )
+            if reason:
+                intake.error_code = codes.INPUT_REFUSED
+                intake.error = f"{entry.name}: {reason}; it was not sent"
+            result = self._take(intake, [(Path(entry.path), entry.name)])
+            if result is not None:
+                yield result
+
+    def _take_refused(self, path: Path, name: str, reason: str) -> Iterator[Intake]:
+        intake = Intake(
+            id=new_job_id(),
+            number="",
+            source=f"outgoing/{name}",
+            error_code=codes.INPUT_REFUSED,
+            error=f"{name}: {reason}; it was not sent",
+        )
+        result = self._take(intake, [(path, name)])
+        if result is not None:
+            yield result
+
+    def _take(
+        self, intake: Intake, sources: list[tuple[Path, str]], manifest: Path | None = None
+    ) -> Intake | None:
+        """Claim ``sources`` (and the manifest first) into a new job folder by rename.
+
+        Returns None when another worker took the job first.
+        """
+        # The plan goes into job.json before anything moves, so that recovery can finish it.
+        intake.documents = [name for _, name in sources]
+        intake.source_paths = [str(path) for path, _ in sources]
+        work = self._begin(intake)
+        try:
+            if manifest is not None:
+                # The manifest commits the job: whoever renames it owns the job.
+                os.rename(manifest, work / manifest.name)
+            for index, (path, name) in enumerate(sources):
+                try:
+                    os.rename(path, work / DOCS / name)
+                except FileNotFoundError:
+                    if manifest is None and index == 0:
+                        shutil.rmtree(work, ignore_errors=True)
+                        return None  # another worker was first
+                    intake.documents.remove(name)
+                    intake.error_code = intake.error_code or codes.BAD_MANIFEST
+                    intake.error = intake.error or f"{name}: vanished while it was being taken"
+        except FileNotFoundError:
+            shutil.rmtree(work, ignore_errors=True)
+            return None
+        except OSError as exc:
+            raise SpoolError(f"cannot take {intake.source}: {exc}") from None
+        _fsync_dir(work / DOCS)
+        log.info("→ %s taken from %s", intake.id, intake.source)
+        return self._commit(work, intake)
+
+    def _take_manifest(self, manifest: Path, st: os.stat_result) -> Intake | None:
+        name = manifest.name
+        intake = Intake(id=new_job_id(), number="", source=f"outgoing/{name}")
+        reason = _refusal(st)
+        if reason:
+            intake.error_code, intake.error = codes.INPUT_REFUSED, f"{name}: {reason}"
+            return self._take(intake, [], manifest=manifest)
+        try:
+            data = tomllib.loads(manifest.read_text(encoding="utf-8"))
+            files, intake.number = _manifest_fields(data, intake)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, InputError, ValueError) as exc:
+            intake.error_code = codes.BAD_MANIFEST
+            kind = (
+                "not valid TOML: "
+                if isinstance(exc, tomllib.TOMLDecodeError)
+                else ("not UTF-8 text: " if isinstance(exc, UnicodeDecodeError) else "")
+            )
+            intake.error = f"{name}: {kind}{exc}"
+            return self._take(intake, [], manifest=manifest)
+        except FileNotFoundError:
+            return None
+        sources: list[tuple[Path, str]] = []
+        for document in files:
+            path = self.layout.outgoing / document
+            try:
+                doc_st = path.lstat()
+            except FileNotFoundError:
+                intake.error_code = codes.BAD_MANIFEST
+                intake.error = f"{name}: names {document!r}, which is not in outgoing/"
+                return self._take(intake, [], manifest=manifest)
+            if not self._settled(doc_st) and _refusal(doc_st) is None:
+                return None  # a document is still being written: take the job later
+            doc_reason = _refusal(doc_st)
+            if doc_reason and intake.error is None:
+                intake.error_code = codes.INPUT_REFUSED
+                intake.error = f"{document}: {doc_reason}; it was not sent"
+            sources.append((path, document))
+        return self._take(intake, sources, manifest=manifest)
+
+    # -- after registration --------------------------------------------------------------
+
+    def job_dir(self, job_id: str) -> Path:
+        """The folder of a job: in ``jobs/``, or in ``failed/`` once quarantined."""
+        live = self.layout.job_dir(job_id)
+        return live if live.exists() else self.layout.failed / job_id
+
+    def documents(self, intake_or_id: Intake | str) -> list[Path]:
+        """The paths of a job's documents, in order."""
+        job_id = intake_or_id if isinstance(intake_or_id, str) else intake_or_id.id
+        folder = self.job_dir(job_id)
+        names = Intake.from_file(folder / JOB_FILE).documents
+        return [folder / DOCS / name for name in names]
+
+    def quarantine(self, job_id: str) -> Path:
+        """Move a failed job's folder, originals included, to ``failed/<id>``."""
+        target = self.layout.failed / job_id
+        live = self.layout.job_dir(job_id)
+        if live.exists():
+            os.rename(live, target)
+            _fsync_dir(self.layout.failed)
+        return target
+
+    def remove(self, job_id: str) -> None:
+        """Delete a finished job's folder (retention purge)."""
+        for folder in (self.layout.job_dir(job_id), self.layout.failed / job_id):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def recover(self) -> list[Intake]:
+        """Finish or undo jobs a stopped process left half-assembled in ``tmp/``.
+
+        Returns every complete job folder in ``jobs/``, so that the caller can register the
+        ones its store does not know.
+        """
+        for work in sorted(self.layout.tmp.glob("*")):
+            try:
+                intake = Intake.from_file(work / JOB_FILE)
+            except (OSError, ValueError, TypeError):
+                # Stopped before job.json was whole: nothing was taken from outgoing yet.
+                shutil.rmtree(work, ignore_errors=True)
+                continue
+            if intake.source == "submit":
+                # A submit copies: the originals are still with the submitter, who saw no id.
+                shutil.rmtree(work, ignore_errors=True)
+                continue
+            manifest_taken = any(work.glob(f"*{MANIFEST_SUFFIX}"))
+            docs = work / DOCS
+            for path_text, name in zip(intake.source_paths, intake.documents, strict=False):
+                if not (docs / name).exists() and manifest_taken:
+                    try:  # finish what the manifest committed
+                        os.rename(path_text, docs / name)
+                    except FileNotFoundError:
+                        pass
+            intake.documents = [name for name in intake.documents if (docs / name).exists()]
+            if not manifest_taken and not intake.documents:
+                shutil.rmtree(work, ignore_errors=True)  # nothing was taken
+                continue
+            log.warning("↻ %s: finishing a job left half-taken by a stopped process", intake.id)
+            self._commit(work, intake)
+        found = []
+        for folder in sorted(self.layout.jobs.glob("*")):
+            try:
+                found.append(Intake.from_file(folder / JOB_FILE))
+            except (OSError, ValueError, TypeError):
+                log.error("! %s: job folder without a readable %s", folder.name, JOB_FILE)
+        return found
+
+
+def _unique_name(folder: Path, name: str, index: int) -> str:
+    # Two documents may share a name (scan.pdf from two submits); keep both, in order.
+    if not (folder / name).exists():
+        return name
+    return f"{index:02d}-{name}"
+
+
+def _manifest_fields(data: dict[str, object], intake: Intake) -> tuple[list[str], str]:
+    unknown = set(data) - {"to", "files", "subject", "note", "sender"}
+    if unknown:
+        raise ValueError(f"unknown key {sorted(unknown)[0]!r}")
+    number = data.get("to")
+    if not isinstance(number, str) or not number.strip():
+        raise ValueError('missing to = "+<number>"')
+    files = data.get("files")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        raise ValueError('missing files = ["a.pdf", ...]')
+    for name in files:
+        if name != Path(name).name or name in ("", ".", "..") or name.startswith("."):
+            raise ValueError(f"{name!r} is not a plain file name in outgoing/")
+        if name.endswith(MANIFEST_SUFFIX):
+            raise ValueError(f"{name!r} is a manifest, not a document")
+    if len(set(files)) != len(files):
+        raise ValueError("names a file twice")
+    for key in ("subject", "note", "sender"):
+        value = data.get(key, "")
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be a string")
+        setattr(intake, key, value)
+    return list(files), number

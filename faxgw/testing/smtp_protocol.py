@@ -1,0 +1,473 @@
+"""The SMTP protocol of the test server: aiosmtpd's ``SMTP``, made to answer like Exchange Online.
+
+One :class:`ExchangeLikeSMTP` instance serves one TCP connection on the server's event
+loop. What it changes in aiosmtpd 1.4 and why:
+
+* **AUTH line length.** aiosmtpd reads lines with a ``StreamReader`` limited to 1001 bytes
+  and refuses commands over 512 bytes (``500 Command line too long``). A real Entra ID
+  access token is 1.5-3 KB, so ``AUTH XOAUTH2 <base64>`` is 2-4 KB. The reader limit and
+  the AUTH command limit are raised to :data:`AUTH_LINE_LIMIT`; message lines keep the
+  RFC 5321 limit of 1001 bytes, so the DATA behaviour is unchanged.
+* **XOAUTH2** (``auth_XOAUTH2``), with Exchange's replies (``235 2.7.0`` / ``535 5.7.3``).
+* **Exchange's replies** for "not authenticated" (``530 5.7.57``) and the per-user limits
+  (see :mod:`faxgw.testing.smtp_ledger`).
+* **A transcript of every command line the client sent**, including those aiosmtpd refuses
+  before any hook runs (``530 Must issue a STARTTLS command first``): a test must be able to
+  prove that a client never sent AUTH in clear. AUTH payloads are never recorded.
+* **Reply delay and faults** (:mod:`faxgw.testing.smtp_faults`) in :meth:`push` and in the
+  command methods.
+
+The transcript relies on two aiosmtpd 1.4 internals, checked by the test suite: the command
+loop reads lines with ``StreamReader.readuntil()`` (default separator ``b"\\n"``) while DATA
+reads with ``readuntil(b"\\r\\n")``, and AUTH challenge responses go through ``readline()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import collections
+import functools
+import ssl
+from base64 import b64decode
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, AnyStr, Literal, cast
+
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+    TLSSetupException,
+    syntax,
+)
+
+from faxgw.testing.smtp_faults import Fault, FaultPlan, is_reply_line
+from faxgw.testing.smtp_ledger import (
+    CONCURRENCY_REPLY,
+    RATE_REPLY,
+    Ledger,
+    Received,
+    parse_message,
+)
+
+__all__ = [
+    "AUTH_FAILURE_REPLY",
+    "AUTH_LINE_LIMIT",
+    "AUTH_SUCCESS_REPLY",
+    "NOT_AUTHENTICATED_REPLY",
+    "ExchangeLikeSMTP",
+    "ProtocolSettings",
+    "TokenValidator",
+    "parse_xoauth2",
+]
+
+AUTH_SUCCESS_REPLY = "235 2.7.0 Authentication successful"
+AUTH_FAILURE_REPLY = "535 5.7.3 Authentication unsuccessful"
+NOT_AUTHENTICATED_REPLY = "530 5.7.57 Client not authenticated to send mail"
+MESSAGE_ACCEPTED_REPLY = "250 2.0.0 OK"
+SERVER_ERROR_REPLY = "451 4.3.0 Temporary server error"
+
+AUTH_LINE_LIMIT = 16 * 1024
+"""Longest AUTH command line accepted. Tokens carrying many group claims exceed 4 KB."""
+
+TokenValidator = Callable[[str, str], "bool | str"]
+"""``(user, bearer token) -> True | False | reply line``; see :class:`ExchangeLikeSMTP`."""
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """Everything a connection needs from its server; shared by all connections."""
+
+    hostname: str
+    tls_mode: Literal["starttls", "tls", "none"]
+    tls_context: ssl.SSLContext | None
+    users: Mapping[str, str] | None
+    token_validator: TokenValidator | None
+    auth_required: bool
+    reply_delay: float
+    data_size_limit: int
+    faults: FaultPlan
+    ledger: Ledger
+    live: set[ExchangeLikeSMTP] = field(default_factory=set)
+    """Connections open right now; touched only on the event-loop thread."""
+
+
+def parse_xoauth2(response: bytes) -> tuple[str, str] | None:
+    """Split a decoded SASL XOAUTH2 client response into ``(user, token)``.
+
+    The format is ``"user=" user "\\x01auth=Bearer " token "\\x01\\x01"``
+    (https://developers.google.com/gmail/imap/xoauth2-protocol, used by Exchange Online).
+    Returns None if the response does not have that shape.
+    """
+    parts = response.split(b"\x01")
+    if len(parts) != 4 or parts[2] or parts[3]:
+        return None
+    user_part, auth_part = parts[0], parts[1]
+    if not user_part.startswith(b"user=") or not auth_part.lower().startswith(b"auth=bearer "):
+        return None
+    user = user_part[len(b"user=") :].decode("utf-8", "replace")
+    token = auth_part[len(b"auth=bearer ") :].decode("utf-8", "replace")
+    if not user or not token:
+        return None
+    return user, token
+
+
+class _QuietSession(Session):
+    """aiosmtpd's Session, minus a log warning on every successful AUTH.
+
+    aiosmtpd 1.4's ``smtp_AUTH`` always sets the deprecated ``Session.login_data``, whose
+    setter logs "login_data is deprecated" each time; a test log full of those hides the
+    lines that matter.
+    """
+
+    @property  # type: ignore[override]
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+class _Handler:
+    """aiosmtpd hooks; the work is done by the connection (the ``server`` argument)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # The 5-argument hook replaces aiosmtpd's own bookkeeping, so it must remember the
+        # client's name itself. An "AUTH" keyword with no mechanism (no auth configured)
+        # would be a lie; leave it out.
+        session.host_name = hostname
+        return [line for line in responses if line.rstrip() != "250-AUTH"]
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return await cast(ExchangeLikeSMTP, server).finish_message(envelope)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # A TLS handshake the client aborted (e.g. it rejected our certificate) is client
+        # behaviour, not a server fault; aiosmtpd closes that connection itself.
+        if not isinstance(error, TLSSetupException):
+            self._ledger.note_error(error)
+        # Never echo the exception text: a raising token validator might quote the token.
+        return SERVER_ERROR_REPLY
+
+
+def _scriptable(
+    verb: str, command: Callable[[SMTP, str], Awaitable[None]]
+) -> Callable[[ExchangeLikeSMTP, str], Awaitable[None]]:
+    """Wrap aiosmtpd's ``smtp_<verb>`` so a scripted fault can replace it."""
+
+    @functools.wraps(command)  # keeps aiosmtpd's @syntax attributes, so HELP still works
+    async def scripted_command(self: ExchangeLikeSMTP, arg: str) -> None:
+        if not await self._apply_fault(verb):
+            await command(self, arg)
+
+    return scripted_command
+
+
+class ExchangeLikeSMTP(SMTP):
+    """One connection of the test server.
+
+    ``settings.token_validator(user, token)`` decides XOAUTH2: ``True`` accepts
+    (``235 2.7.0 Authentication successful``), ``False`` refuses with
+    ``535 5.7.3 Authentication unsuccessful``, and a string is sent as the reply itself
+    (a ``235`` string accepts, anything else refuses), e.g. ``"535 5.7.139 Authentication
+    unsuccessful, SmtpClientAuthentication is disabled for the Tenant"``.
+    """
+
+    def __init__(self, settings: ProtocolSettings) -> None:
+        self._settings = settings
+        self._ledger = settings.ledger
+        self._faults = settings.faults
+        self.session_id = 0  # assigned when the TCP connection is made
+        self._tls_active = settings.tls_mode == "tls"
+        self._auth_user: str | None = None
+        self._auth_mechanism: str | None = None
+        self._greeted = False
+        self._silenced = False  # after a drop or a 421: nothing more may be sent
+        self._in_auth_exchange = False
+        self._overlong_line = False
+        self._pending_reply_lines: list[str] = []
+        self._session_closed = False
+
+        excluded = []
+        if not settings.users:
+            excluded += ["PLAIN", "LOGIN"]
+        if settings.token_validator is None:
+            excluded.append("XOAUTH2")
+        starttls = settings.tls_mode == "starttls"
+
+        # The StreamReader that aiosmtpd's __init__ creates takes its limit from
+        # line_length_limit: raise it for the duration of the call so 4 KB AUTH lines fit,
+        # then restore the RFC 5321 value that DATA checks each message line against.
+        self.line_length_limit = AUTH_LINE_LIMIT + 2
+        super().__init__(
+            _Handler(settings.ledger),
+            hostname=settings.hostname,
+            ident="faxgw test ESMTP ready",
+            data_size_limit=settings.data_size_limit,
+            tls_context=settings.tls_context if starttls else None,
+            require_starttls=starttls,
+            # Like Exchange: AUTH is neither advertised nor accepted before STARTTLS.
+            # With implicit TLS aiosmtpd does not see the TLS layer (it only tracks
+            # STARTTLS), and with tls="none" tests must be able to watch a client try AUTH.
+            auth_require_tls=starttls,
+            # aiosmtpd's auth_required answers "530 5.7.0 Authentication required" and warns
+            # when TLS is not required; check_auth_needed() below gives Exchange's reply.
+            auth_required=False,
+            auth_exclude_mechanism=excluded,
+            authenticator=self._check_password,
+            loop=asyncio.get_running_loop(),
+        )
+        self.line_length_limit = SMTP.line_length_limit
+        # aiosmtpd keeps command_size_limits as a *class* attribute shared by all instances
+        # (and clears it in __init__); give this connection its own.
+        self.command_size_limits = collections.defaultdict(
+            lambda: SMTP.command_size_limit, {"AUTH": AUTH_LINE_LIMIT}
+        )
+
+    # -- connection life cycle -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called twice with STARTTLS: for the TCP connection, then for the TLS layer once
+        # the handshake is complete.
+        if self.session_id == 0:
+            self.session_id = self._ledger.open_session()
+            self._settings.live.add(self)
+        else:
+            self._tls_active = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        # aiosmtpd calls this itself after a failed STARTTLS handshake, and asyncio calls it
+        # again: count the connection as gone once.
+        if not self._session_closed:
+            self._session_closed = True
+            self._settings.live.discard(self)
+            self._ledger.close_session(self._auth_user)
+
+    def abort_connection(self) -> None:
+        """Close this connection now, without a reply (used at server stop)."""
+        self._hang_up(abort=True)
+
+    def _hang_up(self, *, abort: bool) -> None:
+        self._silenced = True
+        transport = cast(asyncio.WriteTransport | None, self.transport)
+        if transport is not None:
+            if abort:
+                transport.abort()  # no TLS close_notify, no flush: the peer just sees EOF
+            else:
+                transport.close()  # flushes the last reply (e.g. a 421) first
+
+    def _create_session(self) -> Session:
+        return _QuietSession(self.loop)
+
+    # -- transcript ------------------------------------------------------------------------
+
+    def _cb_client_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        super()._cb_client_connected(reader, writer)
+        read_until = reader.readuntil
+
+        async def recording_readuntil(separator: bytes = b"\n") -> bytes:
+            command_line = separator == b"\n" and not self._in_auth_exchange
+            try:
+                line = await read_until(separator)
+            except asyncio.LimitOverrunError:
+                if command_line:
+                    self._overlong_line = True
+                raise
+            if command_line:
+                self._note_command(line)
+            return line
+
+        # aiosmtpd refuses some commands before any overridable method runs; watching the
+        # reader is the one place that sees every command line.
+        reader.readuntil = recording_readuntil  # type: ignore[method-assign,assignment]
+
+    def _note_command(self, line: bytes) -> None:
+        if self._overlong_line:  # the tail of a line aiosmtpd refused as too long
+            self._overlong_line = False
+            self._ledger.note_command(
+                self.session_id, "(command line too long)", auth_in_clear=False
+            )
+            return
+        text = line.rstrip(b"\r\n").decode("ascii", "backslashreplace")
+        verb, _, rest = text.partition(" ")
+        verb = verb.upper()
+        if verb == "AUTH":
+            # Never keep credentials: only the mechanism, and whether a payload followed.
+            mechanism, _, payload = rest.strip().partition(" ")
+            text = f"AUTH {mechanism.upper()}{' ***' if payload.strip() else ''}"
+        elif verb:
+            text = f"{verb} {rest}" if rest else verb
+        self._ledger.note_command(
+            self.session_id, text, auth_in_clear=verb == "AUTH" and not self._tls_active
+        )
+
+    async def push(self, status: AnyStr) -> None:
+        """Send one reply line: after the scripted greeting fault and the reply delay."""
+        if self._silenced:
+            return
+        if not self._greeted:  # the first line of a connection is the 220 greeting
+            self._greeted = True
+            if await self._apply_fault("CONNECT"):
+                return
+        text = status.decode("ascii", "backslashreplace") if isinstance(status, bytes) else status
+        if not self._pending_reply_lines and self._settings.reply_delay > 0:
+            # Once per reply, before its first line: a distant server answers late, and
+            # asyncio.sleep keeps the other connections served meanwhile.
+            await asyncio.sleep(self._settings.reply_delay)
+            if self._silenced:
+                return
+        self._pending_reply_lines.append(text)
+        if text[3:4] != "-":  # the last line of a (multi-line) reply
+            self._ledger.note_reply(self.session_id, "\n".join(self._pending_reply_lines))
+            self._pending_reply_lines = []
+        await super().push(status)
+
+    # -- faults ----------------------------------------------------------------------------
+
+    async def _apply_fault(self, point: str) -> bool:
+        """Act on the next scripted fault for ``point``; False if there is none."""
+        fault = self._faults.take(point)
+        if fault is None:
+            return False
+        await self._act(fault)
+        return True
+
+    async def _act(self, fault: Fault) -> None:
+        if fault.action == "reply":
+            assert fault.reply is not None
+            await self.push(fault.reply)
+        if fault.closes_connection:
+            self._hang_up(abort=fault.action == "drop")
+
+    smtp_EHLO = _scriptable("EHLO", SMTP.smtp_EHLO)
+    smtp_HELO = _scriptable("HELO", SMTP.smtp_HELO)
+    smtp_STARTTLS = _scriptable("STARTTLS", SMTP.smtp_STARTTLS)
+    smtp_MAIL = _scriptable("MAIL", SMTP.smtp_MAIL)
+    smtp_RCPT = _scriptable("RCPT", SMTP.smtp_RCPT)
+    smtp_DATA = _scriptable("DATA", SMTP.smtp_DATA)
+    smtp_RSET = _scriptable("RSET", SMTP.smtp_RSET)
+    smtp_NOOP = _scriptable("NOOP", SMTP.smtp_NOOP)
+    smtp_QUIT = _scriptable("QUIT", SMTP.smtp_QUIT)
+
+    # -- authentication --------------------------------------------------------------------
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        if await self._apply_fault("AUTH"):
+            return
+        self._in_auth_exchange = True  # challenge responses carry credentials: not logged
+        try:
+            await super().smtp_AUTH(arg)
+        finally:
+            self._in_auth_exchange = False
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        """Refuse MAIL/RCPT/DATA before AUTH with Exchange's reply, if auth is required."""
+        assert self.session is not None
+        if self._settings.auth_required and not self.session.authenticated:
+            await self.push(NOT_AUTHENTICATED_REPLY)
+            return True
+        return False
+
+    def _check_password(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        mechanism: str,
+        auth_data: Any,
+    ) -> AuthResult:
+        """aiosmtpd ``authenticator`` for PLAIN and LOGIN."""
+        assert isinstance(auth_data, LoginPassword)
+        user = auth_data.login.decode("utf-8", "replace")
+        expected = (self._settings.users or {}).get(user)
+        if expected is None or expected.encode("utf-8") != auth_data.password:
+            return AuthResult(success=False, handled=False, message=AUTH_FAILURE_REPLY)
+        return self._admit(user, mechanism)
+
+    async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
+        """SASL XOAUTH2, with an initial response (aiosmtplib) or after an empty 334."""
+        validator = self._settings.token_validator
+        assert validator is not None  # the mechanism is excluded without a validator
+        if len(args) == 1:
+            # RFC 4954 §4: no initial response, so send an empty challenge ("334 ").
+            response = await self.challenge_auth("")
+            if response is MISSING:
+                return AuthResult(success=False, handled=True)  # 501 already sent
+        else:
+            try:
+                response = b64decode(args[1], validate=True)
+            except binascii.Error:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(response, bytes)
+        parsed = parse_xoauth2(response)
+        if parsed is None:
+            return AuthResult(success=False, handled=False, message=AUTH_FAILURE_REPLY)
+        user, token = parsed
+        verdict = validator(user, token)
+        if isinstance(verdict, str):
+            if not is_reply_line(verdict):
+                raise ValueError("token_validator returned a string that is not a reply line")
+            if verdict.startswith("235"):
+                return self._admit(user, "XOAUTH2", reply=verdict)
+            return AuthResult(success=False, handled=False, message=verdict)
+        if verdict:
+            return self._admit(user, "XOAUTH2")
+        return AuthResult(success=False, handled=False, message=AUTH_FAILURE_REPLY)
+
+    def _admit(self, user: str, mechanism: str, reply: str = AUTH_SUCCESS_REPLY) -> AuthResult:
+        """Valid credentials: take a concurrency slot for ``user``, or refuse with 432."""
+        if not self._ledger.admit_user(user):
+            return AuthResult(success=False, handled=False, message=CONCURRENCY_REPLY)
+        self._auth_user = user
+        self._auth_mechanism = mechanism
+        return AuthResult(success=True, message=reply, auth_data=user)
+
+    # -- end of data -----------------------------------------------------------------------
+
+    async def finish_message(self, envelope: Envelope) -> str:
+        """The message data arrived in full: apply DATA_END faults and the rate, then store."""
+        data = envelope.original_content or b""
+        received = Received(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=data,
+            message=parse_message(data),
+            auth_user=self._auth_user,
+            auth_mechanism=self._auth_mechanism,
+            tls=self._tls_active,
+            session_id=self.session_id,
+        )
+        fault = self._faults.take("DATA_END")
+        if fault is not None:
+            if fault.action == "drop":
+                self._ledger.drop(received)
+            if fault.closes_connection:
+                await self._act(fault)
+                return fault.reply or ""  # never sent: the connection is silenced
+            assert fault.reply is not None
+            return fault.reply
+        if not self._ledger.admit_message(self._auth_user or received.mail_from):
+            return RATE_REPLY
+        self._ledger.store(received)
+        return MESSAGE_ACCEPTED_REPLY

@@ -1,0 +1,300 @@
+"""The worker end to end: real files, a real SMTP server with STARTTLS, the job store."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from faxgw import codes
+from faxgw.config import Config
+from faxgw.errors import ConfigError
+from faxgw.intake import register
+from faxgw.jobs import JobState
+from faxgw.spool import Spool
+from faxgw.testing.smtp_server import FaxSMTPServer
+from faxgw.worker import Worker
+
+from .conftest import PASSWORD, USER, FakeClock, MakeConfig
+
+
+def _submit(config: Config, worker: Worker, number: str, *files: Path, **kw: str) -> str:
+    intake = worker.spool.submit(number, list(files), **kw)
+    return register(intake, config=config, store=worker.store, spool=worker.spool).id
+
+
+def _run(worker: Worker):  # type: ignore[no-untyped-def]
+    return asyncio.run(worker.run_once())
+
+
+def _pdf_pages(data: bytes) -> int:
+    return len(PdfReader(io.BytesIO(data)).pages)
+
+
+def _attachment(message) -> tuple[str, bytes]:  # type: ignore[no-untyped-def]
+    [part] = list(message.iter_attachments())
+    return part.get_filename(), part.get_content()
+
+
+def test_three_intake_paths_each_become_one_email(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
+) -> None:
+    config = make_config(smtp_server, limits={"connections": 1})
+    worker = Worker(config)
+    submitted = _submit(config, worker, "+4930123456", samples / "letter.pdf",
+                        samples / "note.txt", subject="Contract", note="Please sign.")
+    drop = worker.spool.layout.outgoing / "089 7654321"
+    drop.mkdir()
+    shutil.copy(samples / "scan.jpg", drop / "scan.jpg")
+    out = worker.spool.layout.outgoing
+    shutil.copy(samples / "logo.png", out / "logo.png")
+    shutil.copy(samples / "fax-g4.tif", out / "fax-g4.tif")
+    (out / "order.fax").write_text('to = "+12125558596"\nfiles = ["logo.png", "fax-g4.tif"]\n')
+
+    summary = _run(worker)
+    assert (summary.taken, summary.sent, summary.failed) == (2, 3, 0)
+
+    by_to = {m.message["To"]: m for m in smtp_server.messages}
+    assert set(by_to) == {"+4930123456@fax.example.net", "+49897654321@fax.example.net",
+                          "+12125558596@fax.example.net"}
+    letter = by_to["+4930123456@fax.example.net"]
+    name, data = _attachment(letter.message)
+    assert name == f"fax-{submitted}.pdf" and _pdf_pages(data) == 3
+    assert letter.message["Subject"] == "Contract"
+    assert letter.message.get_body().get_content().strip() == "Please sign."
+    assert letter.message["Message-ID"] == f"<faxgw.{submitted}@contoso.com>"
+    assert letter.message["From"] == USER and letter.mail_from == USER
+    assert letter.tls and letter.auth_user == USER
+    assert _pdf_pages(_attachment(by_to["+12125558596@fax.example.net"].message)[1]) == 3
+    assert _pdf_pages(_attachment(by_to["+49897654321@fax.example.net"].message)[1]) == 1
+
+    jobs = worker.store.list()
+    assert {(j.state, j.code) for j in jobs} == {(JobState.SENT, codes.SENT)}
+    job = worker.store.get(submitted)
+    assert job.pages == 3 and job.bytes and job.attempts == 1
+    assert job.last_reply and job.last_reply.startswith("250")
+    events = [e.event for e in worker.store.history(submitted)]
+    assert events == ["accepted", "sending", "rendered", "sent"]
+    # One authenticated session carried all three messages.
+    assert sum(1 for _, line in smtp_server.commands if line.startswith("AUTH")) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "reply", "state", "code"),
+    [
+        ("MAIL", "451 4.3.0 Temporary server error", JobState.DEFERRED, codes.TRY_LATER),
+        ("RCPT", "550 5.1.1 Recipient unknown", JobState.FAILED, codes.REJECTED),
+        ("DATA_END", "552 5.3.4 Message size exceeds fixed limit", JobState.FAILED,
+         codes.TOO_LARGE),
+        ("DATA_END", "554 5.2.252 SendAsDenied; fax@contoso.com not allowed to send as x",
+         JobState.FAILED, codes.SEND_AS_DENIED),
+        ("CONNECT", "421 4.3.2 Service not active", JobState.DEFERRED, codes.TRY_LATER),
+    ],
+)
+def test_server_replies_end_in_state_and_code(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, clock: FakeClock,
+    fault: str, reply: str, state: JobState, code: int,
+) -> None:
+    config = make_config(smtp_server)
+    worker = Worker(config, clock=clock)
+    job_id = _submit(config, worker, "+4930123456", samples / "letter.pdf")
+    smtp_server.faults.reply(fault, reply, times=1)
+    _run(worker)
+    job = worker.store.get(job_id)
+    assert (job.state, job.code) == (state, code)
+    assert job.last_reply == reply
+    assert reply in (job.error or "")
+    assert smtp_server.messages == []
+    if state is JobState.DEFERRED:
+        assert job.next_attempt_at is not None
+        wait = (job.next_attempt_at - clock()).total_seconds()
+        assert 54 <= wait <= 66  # first backoff step, 60 s ± 10 % jitter
+        clock.advance(wait + 1)
+        _run(worker)
+        job = worker.store.get(job_id)
+        assert (job.state, job.attempts) == (JobState.SENT, 2)
+        assert len(smtp_server.messages) == 1
+
+
+def test_connection_lost_after_data_is_ambiguous_and_retried(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, clock: FakeClock
+) -> None:
+    config = make_config(smtp_server)
+    worker = Worker(config, clock=clock)
+    job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
+    smtp_server.faults.drop("DATA_END", times=1)
+    _run(worker)
+    job = worker.store.get(job_id)
+    assert (job.state, job.code) == (JobState.DEFERRED, codes.NO_CONNECTION)
+    events = [e.event for e in worker.store.history(job_id)]
+    assert "possibly-delivered" in events
+    clock.advance(3600)
+    _run(worker)
+    assert worker.store.get(job_id).state is JobState.SENT
+
+
+def test_no_server_means_360_and_the_job_waits(
+    make_config: MakeConfig, samples: Path, clock: FakeClock
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = make_config(smtp={"host": "127.0.0.1", "port": port})
+    worker = Worker(config, clock=clock)
+    first = _submit(config, worker, "+4930123456", samples / "note.txt")
+    second = _submit(config, worker, "+4930123457", samples / "note.txt")
+    _run(worker)
+    for job_id in (first, second):
+        job = worker.store.get(job_id)
+        assert (job.state, job.code, job.attempts) == (JobState.DEFERRED, codes.NO_CONNECTION, 1)
+
+
+def test_gives_up_after_max_attempts(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, clock: FakeClock
+) -> None:
+    config = make_config(smtp_server, retry={"max_attempts": 2, "backoff": [10]})
+    worker = Worker(config, clock=clock)
+    job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
+    smtp_server.faults.reply("MAIL", "451 4.3.0 Try later", times=None)
+    _run(worker)
+    clock.advance(20)
+    _run(worker)
+    job = worker.store.get(job_id)
+    assert (job.state, job.code, job.attempts) == (JobState.FAILED, codes.EXPIRED, 2)
+    assert "gave up after 2 attempts" in (job.error or "")
+
+
+def test_hostile_inputs_fail_with_originals_kept_and_good_jobs_still_go(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, tmp_path: Path
+) -> None:
+    config = make_config(smtp_server)
+    worker = Worker(config)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.pdf").write_bytes(b"")
+    (bad / "truncated.pdf").write_bytes((samples / "letter.pdf").read_bytes()[:600])
+    (bad / "really-a-png.pdf").write_bytes((samples / "logo.png").read_bytes())
+    (bad / "garbage.bin").write_bytes(b"\x00\x01\x02 not a document \xff" * 20)
+    expected = {
+        "empty.pdf": codes.DOCUMENT_UNREADABLE,
+        "truncated.pdf": codes.DOCUMENT_UNREADABLE,
+        "really-a-png.pdf": codes.DOCUMENT_UNSUPPORTED,
+        "garbage.bin": codes.DOCUMENT_UNSUPPORTED,
+    }
+    ids = {name: _submit(config, worker, "+4930123456", bad / name) for name in expected}
+    good = _submit(config, worker, "+4930123456", samples / "letter.pdf")
+    link_dir = worker.spool.layout.outgoing / "+4930123456"
+    link_dir.mkdir()
+    (link_dir / "link.pdf").symlink_to(samples / "letter.pdf")
+    wrong = worker.spool.layout.outgoing / "12"
+    wrong.mkdir()
+    shutil.copy(samples / "note.txt", wrong / "note.txt")
+
+    summary = _run(worker)
+    assert summary.sent == 1 and len(smtp_server.messages) == 1
+    for name, code in expected.items():
+        job = worker.store.get(ids[name])
+        assert (job.state, job.code) == (JobState.FAILED, code), (name, job.error)
+        assert name in (job.error or "")
+        kept = worker.spool.layout.failed / job.id / "docs" / name
+        assert kept.read_bytes() == (bad / name).read_bytes()
+    assert worker.store.get(good).state is JobState.SENT
+    refused = {j.source: j for j in worker.store.list([JobState.FAILED])}
+    link_job = refused["outgoing/+4930123456/link.pdf"]
+    assert link_job.code == codes.INPUT_REFUSED and "symbolic link" in (link_job.error or "")
+    assert (worker.spool.layout.failed / link_job.id / "docs" / "link.pdf").is_symlink()
+    number_job = refused["outgoing/12/note.txt"]
+    assert number_job.code == codes.INVALID_NUMBER
+    assert (worker.spool.layout.failed / number_job.id / "docs" / "note.txt").exists()
+
+
+def test_job_left_in_sending_is_recovered(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, clock: FakeClock
+) -> None:
+    config = make_config(smtp_server)
+    first = Worker(config, clock=clock)
+    job_id = _submit(config, first, "+4930123456", samples / "note.txt")
+    first.store.claim_due(clock(), 10)  # then the process "dies"
+    first.close()
+    second = Worker(config, clock=clock)
+    _run(second)
+    assert second.store.get(job_id).state is JobState.SENT
+    events = [e.event for e in second.store.history(job_id)]
+    assert events.index("recovered") < events.index("sent")
+
+
+def test_job_folder_without_record_is_registered_again(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
+) -> None:
+    config = make_config(smtp_server)
+    spool = Spool(config.spool.dir)
+    spool.ensure()
+    intake = spool.submit("+4930123456", [samples / "note.txt"])  # no store record
+    worker = Worker(config)
+    _run(worker)
+    assert worker.store.get(intake.id).state is JobState.SENT
+
+
+def test_wrong_password_waits_with_code_and_password_never_logged(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = make_config(smtp_server)
+    (tmp_path / "smtp-password").write_text("wrong-password-xyz")
+    worker = Worker(config)
+    job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
+    _run(worker)
+    job = worker.store.get(job_id)
+    assert (job.state, job.code, job.attempts) == (JobState.DEFERRED, codes.AUTH_REJECTED, 0)
+    (tmp_path / "smtp-password").write_text(PASSWORD)
+    worker.store.transition(job_id, JobState.QUEUED, event="test: due now")
+    _run(worker)
+    assert worker.store.get(job_id).state is JobState.SENT
+    dump = "\n".join(sqlite3.connect(config.spool.dir / "state" / "faxgw.db").iterdump())
+    for secret in (PASSWORD, "wrong-password-xyz"):
+        assert secret not in caplog.text
+        assert secret not in dump
+        assert all(secret not in line for _, line in smtp_server.commands)
+
+
+def test_credentials_never_cross_a_plaintext_connection(
+    make_config: MakeConfig, samples: Path
+) -> None:
+    with FaxSMTPServer(tls="none", users={USER: PASSWORD}) as server:
+        config = make_config(server, smtp={"security": "starttls"})
+        worker = Worker(config)
+        job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
+        _run(worker)
+        job = worker.store.get(job_id)
+        # The server offers no STARTTLS: faxgw stops before AUTH instead of falling back.
+        assert (job.state, job.code) == (JobState.DEFERRED, codes.NO_CONNECTION)
+        assert "STARTTLS" in (job.error or "") or "starttls" in (job.error or "").lower()
+        assert not server.credentials_seen_in_clear
+        assert server.messages == []
+
+
+def test_security_none_with_credentials_is_a_config_error(make_config: MakeConfig) -> None:
+    with pytest.raises(ConfigError, match=r"\[smtp\] security: .*clear text"):
+        make_config(smtp={"security": "none"})
+    assert make_config(smtp={"security": "none"}, auth={"method": "none"}).smtp.security == "none"
+
+
+def test_untrusted_certificate_is_refused(make_config: MakeConfig, samples: Path) -> None:
+    with FaxSMTPServer(tls="starttls", users={USER: PASSWORD}) as server:
+        config = make_config(server, smtp={"ca_file": ""})  # system CAs only
+        worker = Worker(config)
+        job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
+        _run(worker)
+        job = worker.store.get(job_id)
+        assert (job.state, job.code) == (JobState.DEFERRED, codes.NO_CONNECTION)
+        assert "certificate" in (job.error or "")
+        assert not server.credentials_seen_in_clear and server.messages == []
