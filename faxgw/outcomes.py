@@ -24,9 +24,10 @@ from .store.base import JobStore
 
 log = logging.getLogger("faxgw.worker")
 
-#: How soon a job waiting for its account is due again; it is claimed only once the account
-#: is no longer paused, so a new sign-in sends it within seconds.
-WAIT_RECHECK_SECONDS = 15.0
+#: How soon a job waiting for its account is due again. Zero: it is due at once but not
+#: claimed while its account is paused (see accounts.py), so a new sign-in sends it in the
+#: next round, and a cron-style run probes the account once per run.
+WAIT_RECHECK_SECONDS = 0.0
 
 
 @dataclass(slots=True)

@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Callable
 
 #: How long a throttled mailbox keeps its reduced connection count.
 THROTTLE_SECONDS = 600.0
-WINDOW_SECONDS = 60.0
+#: The rate window, with a second to spare for the difference between when the server and
+#: faxgw see a message end.
+WINDOW_SECONDS = 61.0
 
 
 class MailboxPacer:
@@ -42,6 +44,7 @@ class MailboxPacer:
         self._throttled_until = 0.0
         self._reduced = self.max_connections
         self._lock = asyncio.Lock()
+        self._in_flight = 0
         self.active = 0
 
     @property
@@ -62,7 +65,11 @@ class MailboxPacer:
         return self._reduced
 
     async def before_message(self) -> None:
-        """Wait until one more message fits into the last minute's budget."""
+        """Wait until one more message fits into the last minute's budget.
+
+        A message counts from when the server answered it (:meth:`after_message`), as the
+        server counts it; messages under way count too, so sessions never overshoot.
+        """
         if self.messages_per_minute <= 0:
             return
         async with self._lock:  # one waiter at a time keeps the window exact
@@ -70,7 +77,17 @@ class MailboxPacer:
                 now = self._clock()
                 while self._sent_at and now - self._sent_at[0] >= WINDOW_SECONDS:
                     self._sent_at.popleft()
-                if len(self._sent_at) < self.messages_per_minute:
-                    self._sent_at.append(now)
+                if len(self._sent_at) + self._in_flight < self.messages_per_minute:
+                    self._in_flight += 1
                     return
-                await self._sleep(self._sent_at[0] + WINDOW_SECONDS - now)
+                if self._sent_at:
+                    await self._sleep(self._sent_at[0] + WINDOW_SECONDS - now)
+                else:  # the whole budget is under way: wait for an answer
+                    await self._sleep(0.05)
+
+    def after_message(self) -> None:
+        """The server answered a message (accepted or not): it counts from now."""
+        if self.messages_per_minute <= 0:
+            return
+        self._in_flight = max(0, self._in_flight - 1)
+        self._sent_at.append(self._clock())

@@ -75,7 +75,7 @@ class Worker:
         self.spool = Spool(config.spool.dir, settle_seconds=config.spool.settle_seconds,
                            clock=lambda: clock().timestamp())
         self.spool.ensure()
-        self.store = store if store is not None else open_store(config)
+        self.store = store if store is not None else open_store(config, clock=clock)
         self.credentials = credentials if credentials is not None else make_provider(config)
         self.clock = clock
         self.recorder = Recorder(config, self.store, self.spool, clock, rng or random.Random())
@@ -199,7 +199,11 @@ class Worker:
                 await session.open()
                 self.gate.resumed(job.sender)
             await pacer.before_message()
-            reply = await session.send(message, sender=job.sender, recipients=[job.recipient])
+            try:
+                reply = await session.send(message, sender=job.sender,
+                                           recipients=[job.recipient])
+            finally:
+                pacer.after_message()
         except JobError as exc:
             self.recorder.input_failed(job, exc, summary)
         except ConfigError as exc:

@@ -45,9 +45,9 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import demo, queue, run
+    from . import control, demo, queue, run
 
-    for command in (*queue.COMMANDS, run.run, demo.demo):
+    for command in (*queue.COMMANDS, *control.COMMANDS, run.run, demo.demo):
         cli.add_command(command)
     try:
         from .auth import auth

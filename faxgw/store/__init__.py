@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from ..config import Config
+from ..jobs import utcnow
 from ..layout import SpoolLayout
 from .base import JobStore
 from .sqlite import SQLiteJobStore
@@ -10,6 +14,6 @@ from .sqlite import SQLiteJobStore
 __all__ = ["JobStore", "SQLiteJobStore", "open_store"]
 
 
-def open_store(config: Config) -> JobStore:
+def open_store(config: Config, *, clock: Callable[[], datetime] = utcnow) -> JobStore:
     """The job store for this configuration (SQLite in the spool's state folder)."""
-    return SQLiteJobStore(SpoolLayout(config.spool.dir).database)
+    return SQLiteJobStore(SpoolLayout(config.spool.dir).database, clock=clock)

@@ -60,7 +60,8 @@ def _make_tls(directory: Path, hostname: str) -> tuple[ssl.SSLContext, Path]:
     # Clients connect by name or by address; the certificate covers both.
     cert = ca.issue_cert(*dict.fromkeys(["localhost", "127.0.0.1", hostname]))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # no client certificates asked for
-    # Exchange Online refuses TLS 1.0/1.1 ("421 4.7.66"); a client must cope with that.
+    # Exchange Online refuses TLS 1.0/1.1 (with "421 4.7.66" after the handshake); here
+    # the handshake itself fails, which is what an up-to-date client sees first anyway.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     cert.configure_cert(context)
     ca_file = directory / "ca.pem"
@@ -72,8 +73,9 @@ class FaxSMTPServer:
     """An Exchange-like SMTP submission server on ``127.0.0.1``, for tests.
 
     Args:
-        tls: ``"starttls"`` (plain greeting, STARTTLS required before anything but
-            EHLO/HELO/NOOP/QUIT, AUTH advertised only after it), ``"tls"`` (implicit TLS
+        tls: ``"starttls"`` (plain greeting; anything but EHLO/NOOP/QUIT/STARTTLS before
+            STARTTLS gets aiosmtpd's ``530 Must issue a STARTTLS command first``, HELO
+            included; AUTH advertised only after it), ``"tls"`` (implicit TLS
             from the first byte) or ``"none"`` (plaintext, AUTH offered in clear so a test
             can see whether a client would send credentials; see
             :attr:`credentials_seen_in_clear`).

@@ -197,11 +197,25 @@ class SmtpSession:
             raise translate(exc, stage="auth", mechanism=credentials.mechanism) from None
 
     async def _auth_once(self, credentials: Credentials) -> None:
-        assert self._smtp is not None
+        smtp = self._smtp
+        assert smtp is not None
         if credentials.mechanism == "xoauth2":
-            await self._smtp.auth_xoauth2(credentials.username, credentials.secret)
+            await smtp.auth_xoauth2(credentials.username, credentials.secret)
+            return
+        # One mechanism, one try: aiosmtplib's login() walks through every mechanism on
+        # failure, which would turn one refusal into several (and a lockout sooner).
+        if smtp.is_ehlo_or_helo_needed:
+            await smtp.ehlo()  # auth_plain/auth_login do not send the EHLO after STARTTLS
+        methods = smtp.server_auth_methods
+        if "plain" in methods:
+            await smtp.auth_plain(credentials.username, credentials.secret)
+        elif "login" in methods:
+            await smtp.auth_login(credentials.username, credentials.secret)
         else:
-            await self._smtp.login(credentials.username, credentials.secret)
+            raise ConnectError(
+                f"auth: the server offers no password mechanism (AUTH {' '.join(methods) or '-'})",
+                code=codes.NO_CONNECTION,
+            )
 
     async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> str:
         """Submit one message; return the server's final reply (e.g. ``250 2.0.0 OK``)."""

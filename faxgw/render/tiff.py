@@ -1,0 +1,290 @@
+"""A rendered fax PDF as a multi-page bilevel TIFF at fax resolution (TIFF-F style).
+
+Each page is rasterised by pypdfium2 at 204 dpi (one scale for both axes), scaled vertically
+to 196 dpi ("fine" fax resolution), fitted into the fax page width of 1728 pixels (scaled
+down if wider, centred on white if narrower), and made bilevel by a plain threshold: no
+dithering, which would fray the edges of letters into dots. Pages are CCITT Group 4 (MMR) or
+Group 3 (MH, 1-D) coded by Pillow's libtiff, with PhotometricInterpretation 0 (WhiteIsZero),
+the fax convention: fax coders call 0-bits white, and a T.37 offramp that passes the coded
+lines to the fax line unchanged would otherwise send a negative.
+
+pdfium is not thread-safe, and the gateway renders from worker threads: the rasterising
+runs in a child process of its own (``spawn``, never ``fork``, which is unsafe in a threaded
+process), one per call. The child writes the TIFF to a temporary name next to the target
+and reports each page's black pixel count; the parent reads the file back with Pillow and
+checks page count, width, resolution, compression, mode and the black pixel counts (a page
+written inverted fails there), then fsyncs and renames it into place.
+
+What Pillow cannot write: ``PageNumber`` (its libtiff path writes a wrong value, so it is
+left out) and ``FillOrder`` 2; see docs/fax-output.md for the profile S / F comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image, ImageOps
+from pypdf import PdfReader
+
+from ..codes import DOCUMENT_UNREADABLE, INTERNAL
+from ..errors import DocumentError
+from .pdf import Rendered, _fsync_folder
+
+if TYPE_CHECKING:
+    from pypdfium2 import PdfPage
+
+log = logging.getLogger("faxgw.render")
+
+#: The fax page width in pixels at 204 dpi (ITU-T T.4: 1728 picture elements, 215 mm).
+FAX_WIDTH = 1728
+#: Horizontal resolution of a fax (T.4: 8 pels/mm, as TIFF-F states it: 204 dpi).
+X_DPI = 204
+#: Vertical resolution: "fine" (7.7 lines/mm). Standard resolution would be 98.
+Y_DPI = 196
+#: Grey levels below this become black. Above the midpoint on purpose: the anti-aliased
+#: edges of thin strokes are kept black, so small type does not break up on the fax.
+THRESHOLD = 160
+#: Compressions faxgw writes, as Pillow names them.
+COMPRESSIONS = ("group4", "group3")
+#: TIFF tag numbers used here.
+PHOTOMETRIC = 262
+NEW_SUBFILE_TYPE = 254
+#: NewSubfileType bit 1: "a single page of a multi-page image" (TIFF 6.0, required by TIFF-F).
+PAGE_OF_MULTIPAGE = 2
+#: Seconds allowed for the child, on top of SECONDS_PER_PAGE per page.
+BASE_TIMEOUT = 60.0
+SECONDS_PER_PAGE = 10.0
+
+
+class _RasterFailure(Exception):
+    """Raised in the child when pdfium cannot render the PDF; sent to the parent as text."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What the child sends back: the black pixel count of each page, or why it failed."""
+
+    black_pixels: tuple[int, ...] = ()
+    error: str | None = None
+    internal: bool = False
+
+
+def pdf_to_tiff(
+    pdf: Path,
+    out: Path,
+    *,
+    compression: str = "group4",
+    timeout: float | None = None,
+) -> Rendered:
+    """Write the PDF ``pdf`` as a multi-page bilevel fax TIFF at ``out``; describe it.
+
+    ``compression`` is ``"group4"`` (CCITT T.6, MMR) or ``"group3"`` (CCITT T.4 1-D, MH).
+    ``timeout`` limits the rasterising child (default: 60 s + 10 s per page); it is killed
+    when the time is up. Raises :class:`~faxgw.errors.DocumentError` with code 410 when
+    pdfium cannot render a page, and code 590 (internal) when the child fails, times out
+    or the file read back does not pass the checks. Nothing is left at ``out`` on failure.
+    """
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}")
+    pdf, out = Path(pdf), Path(out)
+    pages = len(PdfReader(pdf).pages)
+    limit = timeout if timeout is not None else BASE_TIMEOUT + SECONDS_PER_PAGE * pages
+    handle, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        outcome = _run_child(pdf, temp, compression, limit)
+        if outcome.error is not None:
+            code = INTERNAL if outcome.internal else DOCUMENT_UNREADABLE
+            raise DocumentError(f"{out.name}: {outcome.error}", code=code, filename=out.name)
+        check_tiff(temp, pages=pages, compression=compression,
+                   black_pixels=outcome.black_pixels, name=out.name)
+        with temp.open("rb") as file:
+            os.fsync(file.fileno())  # the child wrote it; make it durable before the rename
+        os.replace(temp, out)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(out.parent)
+    size = out.stat().st_size
+    log.debug("%s: %d pages, %s, %d bytes", out, pages, compression, size)
+    return Rendered(path=out, pages=pages, bytes=size)
+
+
+def check_tiff(
+    path: Path,
+    *,
+    pages: int,
+    compression: str,
+    black_pixels: tuple[int, ...] | None = None,
+    name: str | None = None,
+) -> None:
+    """Raise :class:`DocumentError` (code 590) unless ``path`` is the fax TIFF expected.
+
+    Checks the page count, and on every page: width 1728, mode ``"1"``, ``compression``,
+    204 x 196 dpi, WhiteIsZero, and (when given) each page's number of black pixels.
+    """
+    label = name or path.name
+
+    def fail(problem: str) -> DocumentError:
+        return DocumentError(f"{label}: the fax TIFF failed its check: {problem}",
+                             code=INTERNAL, filename=label)
+
+    try:
+        with Image.open(path, formats=["TIFF"]) as image:
+            frames = getattr(image, "n_frames", 1)
+            if frames != pages:
+                raise fail(f"{frames} pages, expected {pages}")
+            for index in range(frames):
+                image.seek(index)
+                _check_page(image, index + 1, compression, fail)
+                if black_pixels is not None:
+                    black = image.histogram()[0]
+                    if black != black_pixels[index]:
+                        raise fail(f"page {index + 1} reads back with {black} black pixels, "
+                                   f"{black_pixels[index]} were written")
+    except DocumentError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise fail(f"Pillow cannot read it back ({exc})") from exc
+
+
+def _check_page(
+    image: Image.Image, number: int, compression: str, fail: Callable[[str], DocumentError]
+) -> None:
+    problems: list[str] = []
+    if image.width != FAX_WIDTH:
+        problems.append(f"width {image.width}, expected {FAX_WIDTH}")
+    if image.mode != "1":
+        problems.append(f"mode {image.mode}, expected 1 (bilevel)")
+    if image.info.get("compression") != compression:
+        problems.append(f"compression {image.info.get('compression')}, expected {compression}")
+    dpi = tuple(round(float(value)) for value in image.info.get("dpi", (0, 0)))
+    if dpi != (X_DPI, Y_DPI):
+        problems.append(f"resolution {dpi}, expected ({X_DPI}, {Y_DPI})")
+    photometric = getattr(image, "tag_v2", {}).get(PHOTOMETRIC)
+    if photometric != 0:
+        problems.append(f"PhotometricInterpretation {photometric}, expected 0 (WhiteIsZero)")
+    if problems:
+        raise fail(f"page {number}: {'; '.join(problems)}")
+
+
+def _run_child(pdf: Path, temp: Path, compression: str, timeout: float) -> _Outcome:
+    """Rasterise in a spawned child; kill it if it takes longer than ``timeout`` seconds."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_child_main,
+        args=(sender, str(pdf), str(temp), compression),
+        name="faxgw-rasterise",
+        daemon=True,
+    )
+    try:
+        process.start()
+        sender.close()  # the child holds the only writing end: EOF means it is gone
+        if not receiver.poll(timeout):
+            return _Outcome(error=f"rasterising took longer than {timeout:.0f} s and was "
+                                  "stopped", internal=True)
+        try:
+            outcome = receiver.recv()
+        except EOFError:
+            process.join(5)
+            return _Outcome(error="the rasterising process ended without a result "
+                                  f"(exit code {process.exitcode})", internal=True)
+        assert isinstance(outcome, _Outcome)
+        return outcome
+    finally:
+        receiver.close()
+        if process.is_alive():
+            process.kill()
+        if process.pid is not None:
+            process.join(5)
+            process.close()
+
+
+def _child_main(sender: Connection, pdf: str, out: str, compression: str) -> None:
+    """Entry point of the rasterising child: render, write the TIFF, report."""
+    try:
+        counts = rasterise(Path(pdf), Path(out), compression=compression)
+        outcome = _Outcome(black_pixels=tuple(counts))
+    except _RasterFailure as exc:
+        outcome = _Outcome(error=str(exc))
+    except Exception as exc:  # reported to the parent, which raises DocumentError(590)
+        outcome = _Outcome(error=f"rasterising failed: {type(exc).__name__}: {exc}",
+                           internal=True)
+    try:
+        sender.send(outcome)
+    finally:
+        sender.close()
+
+
+def rasterise(pdf: Path, out: Path, *, compression: str = "group4") -> list[int]:
+    """Rasterise ``pdf`` into the fax TIFF ``out`` in *this* process; return black pixels
+    per page.
+
+    Not thread-safe (pdfium): call it in a process of its own, as :func:`pdf_to_tiff` does.
+    Pages are written one at a time, so memory does not grow with the page count.
+    """
+    import pypdfium2 as pdfium
+    from PIL.TiffImagePlugin import AppendingTiffWriter
+
+    try:
+        document = pdfium.PdfDocument(str(pdf))
+    except pdfium.PdfiumError as exc:
+        raise _RasterFailure(f"pdfium cannot open the PDF: {exc}") from exc
+    counts: list[int] = []
+    try:
+        # Form fields show their values only when pdfium's form environment is set up
+        # before the pages are loaded.
+        document.init_forms()
+        with AppendingTiffWriter(str(out), new=True) as writer:
+            for index in range(len(document)):
+                page = document[index]
+                try:
+                    frame = _page_to_bilevel(page)
+                except pdfium.PdfiumError as exc:
+                    raise _RasterFailure(f"pdfium cannot render page {index + 1}: {exc}") from exc
+                finally:
+                    page.close()
+                counts.append(frame.histogram()[0])
+                frame.save(
+                    writer,
+                    format="TIFF",
+                    compression=compression,
+                    dpi=(X_DPI, Y_DPI),
+                    software="faxgw",
+                    # Pillow inverts the pixels itself for WhiteIsZero (Pillow >= 8.4).
+                    tiffinfo={PHOTOMETRIC: 0, NEW_SUBFILE_TYPE: PAGE_OF_MULTIPAGE},
+                )
+                writer.newFrame()
+    finally:
+        document.close()
+    return counts
+
+
+def _page_to_bilevel(page: PdfPage) -> Image.Image:
+    """One pdfium page as a bilevel image 1728 pixels wide at 204 x 196 dpi."""
+    width_pt, _height_pt = page.get_size()
+    # One scale for both axes (pdfium has no other); pages wider than the fax line are
+    # scaled down to fit it rather than cut.
+    scale = min(X_DPI / 72, FAX_WIDTH / width_pt)
+    bitmap = page.render(scale=scale, grayscale=True)
+    grey = bitmap.to_pil().convert("L")
+    height = max(1, round(grey.height * Y_DPI / X_DPI))
+    grey = grey.resize((grey.width, height), Image.Resampling.LANCZOS)
+    if grey.width < FAX_WIDTH:
+        left = (FAX_WIDTH - grey.width) // 2
+        grey = ImageOps.expand(grey, border=(left, 0, FAX_WIDTH - grey.width - left, 0),
+                               fill=255)
+    elif grey.width > FAX_WIDTH:  # rounding of the scale: at most a pixel or two
+        grey = grey.crop((0, 0, FAX_WIDTH, grey.height))
+    bilevel = grey.point(lambda value: 255 if value >= THRESHOLD else 0)
+    return bilevel.convert("1", dither=Image.Dither.NONE)
