@@ -116,6 +116,9 @@ class SmtpConfig(_Section):
     ca_file: Path | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     sender: str = "fax@contoso.com"
+    #: The server's message size limit, measured after encoding (Exchange Online: 35 MB);
+    #: 0 means none.
+    max_message_bytes: Annotated[int, Field(ge=0)] = 35 * 1024 * 1024
 
     @field_validator("ca_file", mode="before")
     @classmethod

@@ -14,7 +14,8 @@ from .config import Config
 from .errors import NumberError
 from .jobs import Job, JobState
 from .mail import message_id_for
-from .numbers import parse_number
+from .policy import mask, parse_and_check
+from .profiles import rules_for
 from .spool import Intake, Spool
 from .store.base import JobStore
 
@@ -31,18 +32,19 @@ def default_sender(config: Config) -> str:
 def register(intake: Intake, *, config: Config, store: JobStore, spool: Spool) -> Job:
     """Record ``intake`` as a job; refused or invalid jobs fail at once and are quarantined."""
     sender = intake.sender or default_sender(config)
+    rules = rules_for(config.service)
     job = Job(id=intake.id, number=intake.number, sender=sender, note=intake.note,
-              documents=list(intake.documents), source=intake.source)
+              documents=list(intake.documents), source=intake.source, cover=intake.cover)
     error_code, error = intake.error_code, intake.error
     if error is None:
         try:
-            number = parse_number(intake.number, config.service.region)
+            number = parse_and_check(intake.number, config.numbers, config.service.region)
         except NumberError as exc:
             error_code, error = exc.code, exc.message
         else:
             job.number = number.e164
-            job.recipient = number.address(config.service.address)
-    job.subject = intake.subject or config.service.subject.format(number=job.number)
+            job.recipient = rules.address_for(number)
+    job.subject = intake.subject or rules.subject_for(job.number)
     job.message_id = message_id_for(job.id, sender)
     if error is not None:
         job.state, job.code, job.error = JobState.FAILED, error_code or codes.INTERNAL, error
@@ -52,5 +54,6 @@ def register(intake: Intake, *, config: Config, store: JobStore, spool: Spool) -
                     job.id, job.code, error, folder)
         return job
     store.add(job, detail=f"from {intake.source}, to {job.number} via {job.recipient}")
-    log.info("→ %s queued: to %s, %d document(s)", job.id, job.number, len(job.documents))
+    log.info("→ %s queued: to %s, %d document(s)", job.id,
+             mask(job.number, config.numbers.mask_digits), len(job.documents))
     return job

@@ -105,6 +105,8 @@ class Job:
     age_from: datetime | None = None
     #: Since when the job has been waiting for its account (sign-in, paused mailbox).
     paused_since: datetime | None = None
+    #: Cover page: True / False as asked for the job, None for the service's default.
+    cover: bool | None = None
 
     def age_seconds(self, now: datetime) -> float:
         """Seconds the job has been trying, not counting waits for its account."""
@@ -133,6 +135,7 @@ class Job:
             "updated": _iso(self.updated),
             "error": self.error,
             "last_reply": self.last_reply,
+            "cover": self.cover,
             "source": self.source,
         }
 

@@ -32,9 +32,11 @@ def compose(job: Job, attachment: Path, *, body: bool = True) -> EmailMessage:
     if body:
         # quoted-printable: safe through servers that lack 8BITMIME.
         message.set_content(job.note or "", charset="utf-8", cte="quoted-printable")
-    subtype = attachment.suffix.lstrip(".").lower()
-    maintype, subtype = ("application", "pdf") if subtype == "pdf" else ("image", "tiff")
-    message.add_attachment(
-        attachment.read_bytes(), maintype=maintype, subtype=subtype, filename=attachment.name
-    )
+    if attachment.suffix.lower() == ".pdf":
+        message.add_attachment(attachment.read_bytes(), maintype="application", subtype="pdf",
+                               filename=attachment.name)
+    else:
+        # RFC 3302: a bilevel fax image is image/tiff with application=faxbw.
+        message.add_attachment(attachment.read_bytes(), maintype="image", subtype="tiff",
+                               filename=attachment.name, params={"application": "faxbw"})
     return message

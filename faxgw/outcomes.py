@@ -19,6 +19,8 @@ from . import codes
 from .config import Config
 from .errors import DeliveryError, JobError
 from .jobs import Job, JobState
+from .policy import mask
+from .prepare import fail_input
 from .spool import Spool
 from .store.base import JobStore
 
@@ -91,14 +93,14 @@ class Recorder:
         """The server accepted the message."""
         self._move(job, JobState.SENT, summary, code=codes.SENT, event="sent",
                    detail=f"server replied {reply}", count_attempt=True, reply=reply)
-        log.info("← %s sent to %s (%s)", job.id, job.recipient, reply)
+        log.info("← %s sent to %s (%s)", job.id,
+                 mask(job.recipient, self.config.numbers.mask_digits), reply)
 
     def input_failed(self, job: Job, exc: JobError, summary: RunSummary) -> None:
         """The job's documents cannot be sent as they are: fail, keep the originals."""
-        self._move(job, JobState.FAILED, summary, code=exc.code, error=exc.message,
-                   event="failed")
-        folder = self.spool.quarantine(job.id)
-        self.store.add_event(job.id, "quarantined", f"originals kept in {folder}")
+        fail_input(self.store, self.spool, job, exc)
+        summary.failed += 1
+        log.warning("! %s failed (%s): %s", job.id, exc.code, exc.message)
 
     def internal_error(self, job: Job, exc: BaseException, summary: RunSummary) -> None:
         """A bug: fail the job with its files kept, so that ``faxgw retry`` can resend it."""

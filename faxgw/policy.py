@@ -185,7 +185,7 @@ def _emergency_region(e164: str) -> str | None:
     # Emergency numbers are short codes dialled without a country code: look at the
     # national part in each region sharing the country code (+1 is US, CA and more).
     national = phonenumbers.national_significant_number(parsed)
-    for candidate in phonenumbers.region_codes_for_country_code(parsed.country_code):
+    for candidate in phonenumbers.region_codes_for_country_code(parsed.country_code or 0):
         if shortnumberinfo.is_emergency_number(national, candidate):
             return candidate
     return None
@@ -196,7 +196,7 @@ def _default_deny(e164: str, region: str) -> tuple[str, str] | None:
     parsed = _parsed(e164)
     own_regions: list[str] = []
     if parsed is not None:
-        own_regions = list(phonenumbers.region_codes_for_country_code(parsed.country_code))
+        own_regions = list(phonenumbers.region_codes_for_country_code(parsed.country_code or 0))
         kind = phonenumbers.number_type(parsed)
         if kind in _TYPE_WORDS:
             where = phonenumbers.region_code_for_number(parsed) or region.upper()

@@ -57,7 +57,7 @@ class Profile:
     max_attachment_bytes: int | None
     max_subject_chars: int | None
     #: Whether the email carries a text body (the job's note). Services that fax the body
-    #: would add it as a page; those profiles leave it out and the note goes on the cover.
+    #: would add it as a page; those profiles leave it out (a cover page can carry the note).
     body: bool
     #: Whether a cover page is added unless the job says otherwise.
     cover: bool

@@ -44,6 +44,8 @@ class Intake:
     note: str = ""
     sender: str = ""
     source: str = ""
+    #: Cover page for this job: True / False, or None for the service's default.
+    cover: bool | None = None
     #: Where the documents were taken from (so that recovery can finish a claim).
     source_paths: list[str] = field(default_factory=list)
     #: Why the job is refused at intake (code, message), or None when it may go on.
@@ -145,6 +147,7 @@ class Spool:
         subject: str = "",
         note: str = "",
         sender: str = "",
+        cover: bool | None = None,
     ) -> Intake:
         """Copy ``files`` into a new job folder (``faxgw submit``); the originals stay."""
         for path in files:
@@ -165,6 +168,7 @@ class Spool:
             note=note,
             sender=sender,
             source="submit",
+            cover=cover,
         )
         work = self._begin(intake)
         try:
@@ -414,7 +418,7 @@ def _unique_name(folder: Path, name: str, index: int) -> str:
 
 
 def _manifest_fields(data: dict[str, object], intake: Intake) -> tuple[list[str], str]:
-    unknown = set(data) - {"to", "files", "subject", "note", "sender"}
+    unknown = set(data) - {"to", "files", "subject", "note", "sender", "cover"}
     if unknown:
         raise ValueError(f"unknown key {sorted(unknown)[0]!r}")
     number = data.get("to")
@@ -435,4 +439,8 @@ def _manifest_fields(data: dict[str, object], intake: Intake) -> tuple[list[str]
         if not isinstance(value, str):
             raise ValueError(f"{key} must be a string")
         setattr(intake, key, value)
+    cover = data.get("cover")
+    if cover is not None and not isinstance(cover, bool):
+        raise ValueError("cover must be true or false")
+    intake.cover = cover
     return list(files), number

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections import deque
 from collections.abc import Callable
@@ -22,17 +23,17 @@ from datetime import datetime
 from email.generator import BytesGenerator
 from io import BytesIO
 
-from . import codes
 from .accounts import AccountGate
 from .auth import CredentialProvider, credentials_fingerprint, make_provider
 from .config import Config
 from .errors import ConfigError, ConnectError, DeliveryError, JobError
 from .intake import register
-from .jobs import Job, utcnow
+from .jobs import Job, JobState, utcnow
 from .mail import compose
 from .outcomes import Recorder, RunSummary
 from .pacing import MailboxPacer
-from .render import render_pdf
+from .prepare import attachment_for, record_rendered, render_job
+from .profiles import rules_for
 from .spool import Spool
 from .store import JobStore, open_store
 from .transport import SmtpSession
@@ -84,6 +85,9 @@ class Worker:
             connections=config.limits.connections,
             messages_per_minute=config.limits.messages_per_minute))
         self._pacers: dict[str, MailboxPacer] = {}
+        self.rules = rules_for(config.service)
+        # Rendering is CPU work in threads (pdfium in a process): a few at a time.
+        self._render_slots = asyncio.Semaphore(max(1, min(4, os.cpu_count() or 1)))
         self._started = False
         #: Set by a shutdown: sessions finish the message under way and take no more.
         self.stopping = False
@@ -100,10 +104,25 @@ class Worker:
                 register(intake, config=self.config, store=self.store, spool=self.spool)
         self._started = True
 
-    def take_intake(self) -> list[Job]:
-        """Take every settled file from the intake folders into the queue."""
-        return [register(intake, config=self.config, store=self.store, spool=self.spool)
+    async def take_intake(self, summary: RunSummary | None = None) -> list[Job]:
+        """Take every settled file from the intake folders into the queue, rendered and
+        checked against the service's limits (pre-flight)."""
+        jobs = [register(intake, config=self.config, store=self.store, spool=self.spool)
                 for intake in self.spool.scan()]
+        summary = summary or RunSummary()
+        await asyncio.gather(*(self._render(job, summary) for job in jobs
+                               if job.state is JobState.QUEUED))
+        return jobs
+
+    async def _render(self, job: Job, summary: RunSummary) -> Job | None:
+        """Render and pre-flight one job; a job that cannot pass fails now (None)."""
+        async with self._render_slots:
+            try:
+                rendered = await asyncio.to_thread(render_job, job, self.spool, self.config)
+            except JobError as exc:
+                self.recorder.input_failed(job, exc, summary)
+                return None
+        return record_rendered(self.store, job, rendered)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -112,7 +131,7 @@ class Worker:
         if not self._started:
             self.startup()
         summary = RunSummary()
-        summary.taken = len(self.take_intake())
+        summary.taken = len(await self.take_intake(summary))
         await self.send_due(summary)
         return summary
 
@@ -248,22 +267,16 @@ class Worker:
         return session
 
     async def _prepare(self, job: Job) -> bytes:
-        """The job's message as bytes; the attachment is rendered once and kept."""
-        attachment = self.spool.layout.attachment(job.id)
+        """The job's message as bytes. The attachment was made at intake; it is made again
+        only when it is missing (a job folder recovered, a job sent again by retry)."""
+        attachment = attachment_for(job, self.spool, self.rules)
         if job.pages is None or not attachment.exists():
-            documents = self.spool.documents(job.id)
-            rendered = await asyncio.to_thread(
-                render_pdf, documents, attachment, paper=self.config.service.paper
-            )
-            job = self.store.update(job.id, pages=rendered.pages, bytes=rendered.bytes,
-                                    event="rendered",
-                                    detail=f"{rendered.pages} page(s), {rendered.bytes} bytes")
-        limit = self.config.service.max_attachment_bytes
-        if limit and (job.bytes or 0) > limit:
-            raise JobError(f"the attachment is {job.bytes} bytes, the limit is {limit} bytes "
-                           "([service] max_attachment_bytes)", code=codes.TOO_LARGE)
+            async with self._render_slots:
+                rendered = await asyncio.to_thread(render_job, job, self.spool, self.config)
+            job = record_rendered(self.store, job, rendered)
+            attachment = rendered.path
         buffer = BytesIO()
-        BytesGenerator(buffer).flatten(compose(job, attachment))
+        BytesGenerator(buffer).flatten(compose(job, attachment, body=self.rules.body))
         return buffer.getvalue()
 
     # -- housekeeping --------------------------------------------------------------------

@@ -45,9 +45,10 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import control, demo, queue, run
+    from . import control, demo, fax, queue, run
 
-    for command in (*queue.COMMANDS, *control.COMMANDS, run.run, demo.demo):
+    for command in (*queue.COMMANDS, *control.COMMANDS, run.run, demo.demo, fax.profiles,
+                    fax.preview):
         cli.add_command(command)
     try:
         from .auth import auth

@@ -15,7 +15,8 @@ from .. import codes
 from ..errors import ConfigError, JobError
 from ..intake import default_sender, register
 from ..jobs import Job, JobState
-from ..numbers import parse_number
+from ..policy import parse_and_check
+from ..prepare import prepare
 from ..spool import Spool
 from ..store import JobStore, open_store
 from .context import CliContext, pass_cli
@@ -55,26 +56,40 @@ def _code_text(code: int | None) -> str:
 @click.option("--subject", default="", help="Subject of the fax email.")
 @click.option("--note", default="", help="Text for the email body.")
 @click.option("--sender", default="", help="Send as this mailbox (default: the configured one).")
+@click.option("--cover/--no-cover", default=None,
+              help="Add a cover page, or not (default: the service profile's choice).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": "..."}.')
 @pass_cli
 def submit(cli_ctx: CliContext, number: str, files: tuple[Path, ...], subject: str, note: str,
-           sender: str, as_json: bool) -> None:
-    """Put FILES into the spool as one fax job to NUMBER and print its id."""
+           sender: str, cover: bool | None, as_json: bool) -> None:
+    """Put FILES into the spool as one fax job to NUMBER and print its id.
+
+    The job is rendered and checked against the service's limits now: a job that cannot be
+    sent fails at once (exit code 1) with its code and the limit it breaks.
+    """
     config = cli_ctx.config
-    # The person is here: an invalid number is refused now instead of failing a job.
+    # The person is here: an invalid or refused number is refused now, no job is made.
     try:
-        parse_number(number, config.service.region)
+        parse_and_check(number, config.numbers, config.service.region)
     except JobError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(f"{exc} (code {exc.code})") from None
     spool = Spool(config.spool.dir, settle_seconds=config.spool.settle_seconds)
     spool.ensure()
-    intake = spool.submit(number, list(files), subject=subject, note=note, sender=sender)
-    job = with_store(cli_ctx, lambda store: register(intake, config=config, store=store,
-                                                     spool=spool))
+    intake = spool.submit(number, list(files), subject=subject, note=note, sender=sender,
+                          cover=cover)
+
+    def accept(store: JobStore) -> Job:
+        job = register(intake, config=config, store=store, spool=spool)
+        return prepare(store, spool, config, job) if job.state is JobState.QUEUED else job
+
+    job = with_store(cli_ctx, accept)
     if as_json:
         click.echo(json.dumps({"id": job.id}))
     else:
         click.echo(job.id)
+    if job.state is JobState.FAILED:
+        click.echo(f"faxgw: job {job.id} failed (code {job.code}): {job.error}", err=True)
+        click.get_current_context().exit(1)
 
 
 @click.command()

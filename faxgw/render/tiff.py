@@ -39,7 +39,7 @@ from ..errors import DocumentError
 from .pdf import Rendered, _fsync_folder
 
 if TYPE_CHECKING:
-    from pypdfium2 import PdfPage
+    from pypdfium2 import PdfPage  # type: ignore[import-untyped]
 
 log = logging.getLogger("faxgw.render")
 
@@ -57,6 +57,7 @@ COMPRESSIONS = ("group4", "group3")
 #: TIFF tag numbers used here.
 PHOTOMETRIC = 262
 NEW_SUBFILE_TYPE = 254
+ROWS_PER_STRIP = 278
 #: NewSubfileType bit 1: "a single page of a multi-page image" (TIFF 6.0, required by TIFF-F).
 PAGE_OF_MULTIPAGE = 2
 #: Seconds allowed for the child, on top of SECONDS_PER_PAGE per page.
@@ -207,7 +208,8 @@ def _run_child(pdf: Path, temp: Path, compression: str, timeout: float) -> _Outc
             process.kill()
         if process.pid is not None:
             process.join(5)
-            process.close()
+            if process.exitcode is not None:  # close() refuses a process still running
+                process.close()
 
 
 def _child_main(sender: Connection, pdf: str, out: str, compression: str) -> None:
@@ -261,8 +263,13 @@ def rasterise(pdf: Path, out: Path, *, compression: str = "group4") -> list[int]
                     compression=compression,
                     dpi=(X_DPI, Y_DPI),
                     software="faxgw",
-                    # Pillow inverts the pixels itself for WhiteIsZero (Pillow >= 8.4).
-                    tiffinfo={PHOTOMETRIC: 0, NEW_SUBFILE_TYPE: PAGE_OF_MULTIPAGE},
+                    tiffinfo={
+                        # Pillow inverts the pixels itself for WhiteIsZero (Pillow >= 8.4).
+                        PHOTOMETRIC: 0,
+                        NEW_SUBFILE_TYPE: PAGE_OF_MULTIPAGE,
+                        # One strip per page, as fax software writes it (TIFF-F).
+                        ROWS_PER_STRIP: frame.height,
+                    },
                 )
                 writer.newFrame()
     finally:
@@ -277,7 +284,7 @@ def _page_to_bilevel(page: PdfPage) -> Image.Image:
     # scaled down to fit it rather than cut.
     scale = min(X_DPI / 72, FAX_WIDTH / width_pt)
     bitmap = page.render(scale=scale, grayscale=True)
-    grey = bitmap.to_pil().convert("L")
+    grey: Image.Image = bitmap.to_pil().convert("L")
     height = max(1, round(grey.height * Y_DPI / X_DPI))
     grey = grey.resize((grey.width, height), Image.Resampling.LANCZOS)
     if grey.width < FAX_WIDTH:

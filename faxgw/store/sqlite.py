@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_reply      TEXT,
     source          TEXT NOT NULL DEFAULT '',
     age_from        TEXT,
-    paused_since    TEXT
+    paused_since    TEXT,
+    cover           INTEGER
 );
 -- Queue scans cost in proportion to the due jobs, not to every job ever stored.
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, next_attempt_at);
@@ -166,6 +167,7 @@ class SQLiteJobStore(JobStore):
             source=row["source"],
             age_from=_dt(row["age_from"]),
             paused_since=_dt(row["paused_since"]),
+            cover=None if row["cover"] is None else bool(row["cover"]),
         )
 
     def get(self, job_id: str) -> Job:
@@ -250,8 +252,8 @@ class SQLiteJobStore(JobStore):
                 self._db.execute(
                     "INSERT INTO jobs (id, created, updated, state, code, attempts,"
                     " next_attempt_at, number, recipient, sender, subject, note, documents,"
-                    " pages, bytes, message_id, error, last_reply, source, age_from)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " pages, bytes, message_id, error, last_reply, source, age_from, cover)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         job.id,
                         _ts(job.created),
@@ -273,6 +275,7 @@ class SQLiteJobStore(JobStore):
                         job.last_reply,
                         job.source,
                         _ts(job.age_from or job.created),
+                        job.cover,
                     ),
                 )
             except sqlite3.IntegrityError:
