@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import codes
 from .errors import InputError, SpoolError
+from .fsutil import fsync_dir, write_atomic
 from .jobs import new_job_id
 from .layout import DOCS, IGNORED_SUFFIXES, JOB_FILE, MANIFEST_SUFFIX, SpoolLayout
 
@@ -61,31 +62,6 @@ class Intake:
         """Read a ``job.json``."""
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(**{name: data[name] for name in cls.__slots__ if name in data})
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename is durable only once the folder that holds the new name is synced.
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _ignored(name: str) -> bool:
@@ -135,8 +111,8 @@ class Spool:
         # job.json is written again: documents or the refusal may have changed.
         write_atomic(work / JOB_FILE, intake.to_file())
         os.rename(work, self.layout.job_dir(intake.id))
-        _fsync_dir(self.layout.jobs)
-        _fsync_dir(self.layout.tmp)
+        fsync_dir(self.layout.jobs)
+        fsync_dir(self.layout.tmp)
         return intake
 
     def submit(
@@ -179,7 +155,7 @@ class Spool:
                     dst.flush()
                     os.fsync(dst.fileno())
                 intake.documents.append(name)
-            _fsync_dir(work / DOCS)
+            fsync_dir(work / DOCS)
             return self._commit(work, intake)
         except OSError as exc:
             shutil.rmtree(work, ignore_errors=True)
@@ -299,7 +275,7 @@ class Spool:
             return None
         except OSError as exc:
             raise SpoolError(f"cannot take {intake.source}: {exc}") from None
-        _fsync_dir(work / DOCS)
+        fsync_dir(work / DOCS)
         log.info("→ %s taken from %s", intake.id, intake.source)
         return self._commit(work, intake)
 
@@ -362,7 +338,7 @@ class Spool:
         live = self.layout.job_dir(job_id)
         if live.exists():
             os.rename(live, target)
-            _fsync_dir(self.layout.failed)
+            fsync_dir(self.layout.failed)
         return target
 
     def remove(self, job_id: str) -> None:

@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 
 import pytest
-from fpdf import FPDF
 
 from faxgw import codes, control
 from faxgw.config import Config
@@ -20,6 +19,7 @@ from faxgw.testing.smtp_server import FaxSMTPServer
 from faxgw.worker import Worker
 
 from .conftest import PASSWORD, USER, FakeClock, MakeConfig
+from .documents import text_pdf
 
 OTHER = "sales@contoso.com"
 
@@ -35,13 +35,7 @@ def _run(worker: Worker):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def page(tmp_path: Path) -> Path:
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=14)
-    pdf.cell(text="One page")
-    path = tmp_path / "page.pdf"
-    pdf.output(str(path))
-    return path
+    return text_pdf(tmp_path / "page.pdf")
 
 
 # Each row of the classification, driven by a real server reply.

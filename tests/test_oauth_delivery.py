@@ -360,6 +360,11 @@ def test_service_sends_waiting_jobs_by_itself_after_a_new_sign_in(
             stop.set()
             await asyncio.wait_for(task, timeout=10)
         assert task.done() and not task.cancelled() and task.exception() is None
+        await asyncio.sleep(0.1)
+        leftovers = [t for t in asyncio.all_tasks()
+                     if t is not asyncio.current_task() and not t.done()]
+        assert leftovers == []
+        assert service.rounds >= 3
         assert [worker.store.get(i).state for i in ids] == [JobState.SENT] * 2
         assert worker.store.counts().get(JobState.SENDING, 0) == 0
 

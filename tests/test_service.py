@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from fpdf import FPDF
 
 from faxgw.config import load_config
 from faxgw.intake import register
@@ -23,6 +22,7 @@ from faxgw.store import open_store
 from faxgw.testing.smtp_server import FaxSMTPServer
 
 from .conftest import PASSWORD, USER
+from .documents import text_pdf
 
 
 def _config(tmp_path: Path, server: FaxSMTPServer, **limits: object) -> Path:
@@ -47,13 +47,7 @@ def _start(config: Path) -> subprocess.Popen[str]:
 
 
 def _one_page(tmp_path: Path) -> Path:
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=14)
-    pdf.cell(text="Page")
-    path = tmp_path / "page.pdf"
-    pdf.output(str(path))
-    return path
+    return text_pdf(tmp_path / "page.pdf")
 
 
 def _queue(config_path: Path, document: Path, count: int) -> list[str]:

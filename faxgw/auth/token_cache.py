@@ -25,7 +25,6 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +33,7 @@ from typing import Any
 
 import msal  # type: ignore[import-untyped]
 
-from .. import codes
+from .. import codes, fsutil
 from ..errors import AuthError
 
 log = logging.getLogger("faxgw.auth")
@@ -48,30 +47,7 @@ def write_atomic(path: Path, text: str) -> None:
     A reader sees the old file or the new one, never a part; a crash leaves at most a
     ``.<name>.*.tmp`` file, never a truncated cache.
     """
-    folder = path.parent
-    temp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # O_EXCL: never write through a file (or link) someone else prepared under that name.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # The rename is durable only once the folder's entry is on disk.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsutil.write_atomic(path, text.encode("utf-8"), mode=0o600)
 
 
 class TokenStore:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from pypdf import PdfReader, PdfWriter
 
+from ..fsutil import write_atomic
 from ..profiles import ServiceRules
 from .cover import CoverInfo, load_template, render_cover
-from .pdf import Rendered, _write_atomically, render_pdf
+from .pdf import Rendered, render_pdf
 from .tiff import pdf_to_tiff
 
 __all__ = ["CoverInfo", "attachment_paths", "build_attachment"]
@@ -74,5 +75,5 @@ def _prepend(cover_pdf: bytes, rendered: Rendered) -> Rendered:
     # Read the document into memory first: the rename replaces the file being read.
     for page in PdfReader(io.BytesIO(rendered.path.read_bytes())).pages:
         writer.add_page(page)
-    size = _write_atomically(writer, rendered.path)
+    size = write_atomic(rendered.path, writer.write)
     return Rendered(path=rendered.path, pages=len(writer.pages), bytes=size)

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +31,7 @@ from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedErr
 
 from ..codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE, TOO_LARGE
 from ..errors import DocumentError
+from ..fsutil import write_atomic
 from .detect import HEAD_BYTES, classify
 from .images import image_to_pdf
 from .pdfinput import pdf_to_paper
@@ -82,7 +81,7 @@ def render_pdf(
         for page in PdfReader(io.BytesIO(part)).pages:
             writer.add_page(page)
     out = Path(out)
-    size = _write_atomically(writer, out)
+    size = write_atomic(out, writer.write)
     pages = len(writer.pages)
     log.debug("rendered %d document(s) into %s: %d pages, %d bytes", len(parts), out, pages, size)
     return Rendered(path=out, pages=pages, bytes=size)
@@ -231,38 +230,3 @@ def _cause(exc: BaseException, kind: str) -> str:
     if len(text) > _CAUSE_LENGTH:
         text = text[: _CAUSE_LENGTH - 1] + "…"
     return text
-
-
-def _write_atomically(writer: PdfWriter, out: Path) -> int:
-    """Write the PDF to ``out`` via a temp file, fsync and rename; return its size."""
-    # A dot-name with .tmp suffix: spool scanners skip it, and it is on the same file system,
-    # so os.replace is atomic (as in Maildir and Postfix's queue).
-    handle, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            writer.write(file)
-            file.flush()
-            os.fsync(file.fileno())
-            size = file.tell()
-        os.replace(temp, out)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(out.parent)
-    return size
-
-
-def _fsync_folder(folder: Path) -> None:
-    # The rename is durable once the folder's entry is on disk. POSIX only; Windows cannot
-    # open a folder this way, and there the rename is as durable as NTFS makes it.
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

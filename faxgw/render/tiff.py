@@ -36,7 +36,8 @@ from pypdf import PdfReader
 
 from ..codes import DOCUMENT_UNREADABLE, INTERNAL
 from ..errors import DocumentError
-from .pdf import Rendered, _fsync_folder
+from ..fsutil import fsync_dir
+from .pdf import Rendered
 
 if TYPE_CHECKING:
     from pypdfium2 import PdfPage  # type: ignore[import-untyped]
@@ -114,7 +115,7 @@ def pdf_to_tiff(
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    _fsync_folder(out.parent)
+    fsync_dir(out.parent)
     size = out.stat().st_size
     log.debug("%s: %d pages, %s, %d bytes", out, pages, compression, size)
     return Rendered(path=out, pages=pages, bytes=size)
