@@ -26,6 +26,8 @@ Messages never contain secrets: passwords and tokens are not passed to any const
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FaxgwError(Exception):
     """Root of every error faxgw raises on purpose.
@@ -132,3 +134,7 @@ class PermanentError(DeliveryError):
 
 class AuthError(DeliveryError):
     """Authentication needs a person: the account pauses, its jobs wait (361, 370, …)."""
+
+    def __init__(self, message: str, *, code: int, disposition: str = "auth",
+                 **details: Any) -> None:
+        super().__init__(message, code=code, disposition=disposition, **details)
