@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 lint: $(STAMP)
 	$(PY) -m ruff check faxgw tests bench
+	$(PY) -m mypy faxgw
 
 test: lint
 	$(PY) -m pytest

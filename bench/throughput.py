@@ -328,11 +328,12 @@ class ThreadProfiles:
 class Probes:
     """Light timing hooks around the worker's steps (a few microseconds per job).
 
-    They wrap, for the one run: ``Worker.take_intake`` (how long intake blocks before the
-    first claim), ``Worker._prepare`` (render + compose of each message, as the session loop
-    waits for it), ``asyncio.to_thread`` (the rendering: from hand-off to result, and the
-    part spent running in the thread) and ``SmtpSession`` as faxgw.worker uses it (sessions
-    opened, when the first and last message were accepted). faxgw's code is unchanged.
+    They wrap, for the one run, whichever of these exist: ``Worker.take_intake`` (how long
+    intake runs before the first claim), ``Worker._prepare`` (the message of each job as the
+    session loop waits for it), ``asyncio.to_thread`` (the rendering: from hand-off to
+    result, and the part spent running in the thread) and ``SmtpSession`` as faxgw.worker
+    uses it (sessions opened, when the first and last message were accepted). faxgw's code
+    is unchanged.
     """
 
     def __init__(self, t0: float) -> None:
@@ -346,24 +347,45 @@ class Probes:
 
     @contextlib.contextmanager
     def installed(self, worker: Worker) -> Iterator[None]:
+        import inspect
+
         import faxgw.worker as worker_module
 
         probes = self
-        take_intake, prepare = worker.take_intake, worker._prepare  # noqa: SLF001
+        patched: list[str] = []
 
-        def timed_take_intake() -> Any:
-            start = time.perf_counter()
-            try:
-                return take_intake()
-            finally:
-                probes.intake = (start - probes.t0, time.perf_counter() - probes.t0)
+        def wrap_method(name: str, record: Callable[[float, float], None]) -> None:
+            method = getattr(worker, name, None)
+            if method is None:
+                return
+            if inspect.iscoroutinefunction(method):
+                async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                    start = time.perf_counter()
+                    try:
+                        return await method(*args, **kwargs)
+                    finally:
+                        record(start, time.perf_counter())
 
-        async def timed_prepare(job: Job) -> bytes:
-            start = time.perf_counter()
-            try:
-                return await prepare(job)
-            finally:
-                probes.prepare_ms.append((time.perf_counter() - start) * 1000)
+                setattr(worker, name, timed_async)
+            else:
+                def timed(*args: Any, **kwargs: Any) -> Any:
+                    start = time.perf_counter()
+                    try:
+                        return method(*args, **kwargs)
+                    finally:
+                        record(start, time.perf_counter())
+
+                setattr(worker, name, timed)
+            patched.append(name)
+
+        def intake_done(start: float, end: float) -> None:
+            probes.intake = (start - probes.t0, end - probes.t0)
+
+        def prepared(start: float, end: float) -> None:
+            probes.prepare_ms.append((end - start) * 1000)
+
+        wrap_method("take_intake", intake_done)
+        wrap_method("_prepare", prepared)
 
         original_to_thread = asyncio.to_thread
 
@@ -393,8 +415,6 @@ class Probes:
                 probes.sends.append(time.perf_counter() - probes.t0)
                 return reply
 
-        worker.take_intake = timed_take_intake  # type: ignore[method-assign]
-        worker._prepare = timed_prepare  # type: ignore[method-assign]  # noqa: SLF001
         asyncio.to_thread = timed_to_thread  # type: ignore[assignment]
         worker_module.SmtpSession = CountingSession  # type: ignore[misc]
         try:
@@ -402,7 +422,8 @@ class Probes:
         finally:
             asyncio.to_thread = original_to_thread  # type: ignore[assignment]
             worker_module.SmtpSession = original_session  # type: ignore[misc]
-            del worker.take_intake, worker._prepare  # noqa: SLF001
+            for name in patched:
+                delattr(worker, name)
 
     def summary(self) -> dict[str, Any]:
         def stats(values: list[float]) -> dict[str, float] | None:
@@ -595,7 +616,8 @@ def _bulk_insert(store: SQLiteJobStore, count: int, state: JobState, base: datet
         db.executemany(
             "INSERT INTO jobs (id, created, updated, state, code, attempts, next_attempt_at,"
             " number, recipient, sender, subject, note, documents, pages, bytes, message_id,"
-            " error, last_reply, source, age_from) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " error, last_reply, source, age_from)"
+            f" VALUES ({','.join('?' * 20)})",
             rows)
         db.executemany("INSERT INTO history (job_id, at, event, state, code, detail)"
                        " VALUES (?,?,?,?,?,?)", history)
@@ -610,7 +632,8 @@ def scan_case(workdir: Path, name: str, finished: int, not_due: int,
     if finished:
         _bulk_insert(store, finished, JobState.SENT, old)
     if not_due:
-        _bulk_insert(store, not_due, JobState.DEFERRED, old, next_attempt_at=now + timedelta(hours=1))
+        _bulk_insert(store, not_due, JobState.DEFERRED, old,
+                     next_attempt_at=now + timedelta(hours=1))
     for index in range(100):
         store.add(Job(id=f"due{index:05d}", number=NUMBER, recipient=RECIPIENT, sender=USER,
                       documents=["scan.pdf"], created=now - timedelta(seconds=100 - index)))
@@ -684,13 +707,31 @@ def run_breakdown(workdir: Path, source: Path, server: Server, connections: int,
         return result
 
     intakes: list[Any] = []
-    timed("spool.submit (copy, 4-6 fsyncs)", lambda: intakes.append(spool.submit(NUMBER, [source])))
+    drop = spool.layout.outgoing / NUMBER
+    drop.mkdir()
+    for index in range(repeat):
+        (drop / f"scan-{index:03d}.pdf").write_bytes(source.read_bytes())
+    start = time.perf_counter()
+    dropped = spool.scan()
+    out["spool.scan, per dropped file (rename in, job.json twice, 7 fsyncs)"] = (
+        (time.perf_counter() - start) / len(dropped) * 1000)
+    timed("spool.submit (copy in, job.json twice, 8 fsyncs)",
+          lambda: intakes.append(spool.submit(NUMBER, [source])))
     jobs: list[Job] = []
     timed("intake.register (parse number, store.add)",
           lambda: jobs.append(register(intakes[len(jobs)], config=config, store=worker.store,
                                        spool=spool)))
     target = folder / "render.pdf"
-    timed("render_pdf (pypdf read + write + fsync)", lambda: render_pdf([source], target))
+    timed("render_pdf alone (pypdf read + write, 2 fsyncs)", lambda: render_pdf([source], target))
+    try:  # what the worker calls per job: render + cover + pre-flight, as the service wants
+        from faxgw.prepare import render_job
+    except ImportError:
+        pass
+    else:
+        queued = [job for job in jobs if job.state is JobState.QUEUED]
+        if queued:
+            timed("prepare.render_job (what the worker runs per job)",
+                  lambda: render_job(queued[0], spool, config))
     job = worker.store.get(jobs[0].id)
     job.pages, job.bytes = 1, target.stat().st_size
 
@@ -734,6 +775,20 @@ def profile_text(profiler: cProfile.Profile, threads: pstats.Stats | None, top: 
         stream.write("--- asyncio.to_thread calls (rendering), merged, top 15 cumulative ---\n")
         threads.sort_stats("cumulative").print_stats(15)
     return stream.getvalue()
+
+
+def source_state() -> str:
+    """The commit of the faxgw measured, and whether faxgw/ differs from it (read-only git)."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "--no-optional-locks", "-C", str(ROOT), "diff",
+                                "--quiet", "HEAD", "--", "faxgw"], timeout=10).returncode
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not head:
+        return "not a git checkout"
+    return f"{head}{' + uncommitted changes in faxgw/' if dirty else ''}"
 
 
 def load_line() -> str:
@@ -785,6 +840,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"jobs": args.jobs, "naive_jobs": naive_jobs, "delay_ms": args.delay_ms,
                      "connections": args.connections, "intake": args.intake,
                      "document": args.document, "repeat": args.repeat, "faxgw_src": str(ROOT),
+                     "faxgw_commit": source_state(),
                      "server": args.server, "python": sys.version.split()[0],
                      "cpus": os.cpu_count(), "load_before": load_line()},
     }
@@ -854,10 +910,10 @@ def print_report(report: dict[str, Any]) -> None:
           f"{s['connections']} connection(s)/mailbox, server in a {s['server']}, "
           f"{s['cpus']} CPUs, Python {s['python']}")
     print(f"load average before: {s['load_before']}; after: {s.get('load_after', '?')}")
-    print(f"faxgw measured: {s['faxgw_src']}")
+    print(f"faxgw measured: {s['faxgw_src']} ({s['faxgw_commit']})")
     doc = report["document"]
-    print(f"document: one-page PDF ({s['document']}), {doc['source_bytes']} bytes; rendered attachment "
-          f"{doc['rendered_bytes']} bytes")
+    print(f"document: one-page PDF ({s['document']}), {doc['source_bytes']} bytes; rendered "
+          f"attachment {doc['rendered_bytes']} bytes")
     print()
     timed = ("drop into outgoing/<number>/ + run_once" if f["intake"] == "drop"
              else "Spool.submit + register per job, then run_once")
@@ -883,10 +939,16 @@ def print_report(report: dict[str, Any]) -> None:
               f"first message accepted at {pr['first_sent_s']:.2f} s, last at "
               f"{pr['last_sent_s']:.2f} s; {pr['sessions_opened']} session(s) opened")
         pm, tw, tr = pr["prepare_ms"], pr["render_thread_wall_ms"], pr["render_thread_run_ms"]
-        if pm and tw and tr:
-            print(f"        per job: _prepare (render + compose, awaited by the session) mean "
-                  f"{pm['mean']:.1f} ms, p90 {pm['p90']:.1f}; render via to_thread: "
-                  f"{tw['mean']:.1f} ms hand-off to result, {tr['mean']:.1f} ms in the thread")
+        parts = []
+        if pm:
+            parts.append(f"Worker._prepare (awaited by the session before each send) mean "
+                         f"{pm['mean']:.1f} ms, p90 {pm['p90']:.1f}")
+        if tw and tr:
+            parts.append(f"asyncio.to_thread calls (rendering): {tw['mean']:.1f} ms from "
+                         f"hand-off to result, {tr['mean']:.1f} ms of it running in the thread "
+                         f"(p90 {tw['p90']:.1f} / {tr['p90']:.1f})")
+        if parts:
+            print("        per job: " + "; ".join(parts))
     if f.get("warning"):
         print(f"        WARNING: {f['warning']}")
     print(f"naive   {n['jobs_per_second']:8.1f} jobs/s  {n['jobs']} messages in "
@@ -921,8 +983,9 @@ def print_report(report: dict[str, Any]) -> None:
         print("queue scan (claim_due of 100 due jobs; median):")
         for key in ("small", "large"):
             case = sc[key]
-            print(f"  {case['stored_jobs']:7d} jobs stored: claim_due {case['claim_due_ms']:.2f} ms,"
-                  f" next_due_at {case['next_due_at_ms']:.3f} ms")
+            print(f"  {case['stored_jobs']:7d} jobs stored: claim_due "
+                  f"{case['claim_due_ms']:.2f} ms, next_due_at "
+                  f"{case['next_due_at_ms'] * 1000:.1f} us")
         print(f"  ratio large/small: claim_due {sc['claim_ratio']:.2f}, "
               f"next_due_at {sc['next_due_ratio']:.2f} (~1 means the scan does not grow with "
               "the stored jobs)")

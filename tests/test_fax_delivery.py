@@ -64,7 +64,7 @@ def test_job_over_a_profile_limit_fails_at_intake_and_nothing_is_sent(
     (drop / "long.txt").write_text("\f".join(f"page {n}" for n in range(5)))
     summary = asyncio.run(worker.run_once())
     assert (summary.taken, summary.failed, summary.sent) == (1, 1, 0)
-    [dropped] = [j for j in worker.store.list() if j.id != job.id]
+    [dropped] = [j for j in worker.store.list_jobs() if j.id != job.id]
     assert dropped.code == codes.TOO_MANY_PAGES and "5 pages, limit 2" in (dropped.error or "")
     assert smtp_server.messages == []
 
@@ -79,6 +79,6 @@ def test_emergency_and_denied_numbers_fail_with_401(
         folder.mkdir()
         (folder / "n.txt").write_text("hello")
     asyncio.run(worker.run_once())
-    jobs = worker.store.list()
+    jobs = worker.store.list_jobs()
     assert [j.code for j in jobs] == [codes.NUMBER_REFUSED] * 2
     assert smtp_server.messages == []

@@ -74,7 +74,7 @@ def test_three_intake_paths_each_become_one_email(
     assert _pdf_pages(_attachment(by_to["+12125558596@fax.example.net"].message)[1]) == 3
     assert _pdf_pages(_attachment(by_to["+49897654321@fax.example.net"].message)[1]) == 1
 
-    jobs = worker.store.list()
+    jobs = worker.store.list_jobs()
     assert {(j.state, j.code) for j in jobs} == {(JobState.SENT, codes.SENT)}
     job = worker.store.get(submitted)
     assert job.pages == 3 and job.bytes and job.attempts == 1
@@ -207,7 +207,7 @@ def test_hostile_inputs_fail_with_originals_kept_and_good_jobs_still_go(
         kept = worker.spool.layout.failed / job.id / "docs" / name
         assert kept.read_bytes() == (bad / name).read_bytes()
     assert worker.store.get(good).state is JobState.SENT
-    refused = {j.source: j for j in worker.store.list([JobState.FAILED])}
+    refused = {j.source: j for j in worker.store.list_jobs([JobState.FAILED])}
     link_job = refused["outgoing/+4930123456/link.pdf"]
     assert link_job.code == codes.INPUT_REFUSED and "symbolic link" in (link_job.error or "")
     assert (worker.spool.layout.failed / link_job.id / "docs" / "link.pdf").is_symlink()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..config import Config
 from ..errors import ConfigError
 from .base import CredentialProvider, Credentials
@@ -32,7 +34,7 @@ def credentials_fingerprint(config: Config) -> object:
 
     from ..config import PASSWORD_ENV
 
-    paths = []
+    paths: list[Path | None] = []
     if config.auth.method == "oauth2":
         paths.append(config.auth.token_cache)
     elif config.auth.method == "password":

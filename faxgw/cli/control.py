@@ -35,7 +35,7 @@ def _make(action: str) -> click.Command:
         spool = Spool(config.spool.dir)
 
         def act(store: JobStore) -> int:
-            targets = list(job_ids) or [job.id for job in store.list([JobState(state or "")])]
+            targets = list(job_ids) or [job.id for job in store.list_jobs([JobState(state or "")])]
             if not targets:
                 click.echo(f"No {state} jobs.")
                 return 0

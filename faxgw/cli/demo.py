@@ -127,7 +127,7 @@ def demo(cli_ctx: CliContext, out: Path) -> None:
         worker = Worker(config)
         try:
             summary = asyncio.run(worker.run_once())
-            rows = worker.store.list()
+            rows = worker.store.list_jobs()
         finally:
             worker.close()
     click.echo(f"\nRun: {summary.taken} taken from the drop folders, {summary.sent} sent, "

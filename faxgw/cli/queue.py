@@ -101,7 +101,7 @@ def submit(cli_ctx: CliContext, number: str, files: tuple[Path, ...], subject: s
 def jobs(cli_ctx: CliContext, states: tuple[str, ...], limit: int | None, as_json: bool) -> None:
     """The job log: every job with its state, code and last error."""
     wanted = [JobState(s) for s in states] or None
-    rows: list[Job] = with_store(cli_ctx, lambda store: store.list(wanted, limit))
+    rows: list[Job] = with_store(cli_ctx, lambda store: store.list_jobs(wanted, limit))
     if as_json:
         click.echo(json.dumps([job.to_json() for job in rows], indent=2, ensure_ascii=False))
         return

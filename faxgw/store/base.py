@@ -33,7 +33,9 @@ class JobStore(abc.ABC):
         """Whether a job with exactly this id is stored."""
 
     @abc.abstractmethod
-    def list(self, states: Iterable[JobState] | None = None, limit: int | None = None) -> list[Job]:
+    def list_jobs(
+        self, states: Iterable[JobState] | None = None, limit: int | None = None
+    ) -> list[Job]:
         """Jobs, newest first, optionally only in the given states."""
 
     @abc.abstractmethod

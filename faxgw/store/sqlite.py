@@ -189,9 +189,12 @@ class SQLiteJobStore(JobStore):
         """Whether a job with exactly this id is stored."""
         return self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
 
-    def list(self, states: Iterable[JobState] | None = None, limit: int | None = None) -> list[Job]:
+    def list_jobs(
+        self, states: Iterable[JobState] | None = None, limit: int | None = None
+    ) -> list[Job]:
         """Jobs, newest first, optionally only in the given states."""
-        sql, args = "SELECT * FROM jobs", []
+        sql = "SELECT * FROM jobs"
+        args: list[object] = []
         if states is not None:
             wanted = [JobState(s).value for s in states]
             sql += f" WHERE state IN ({','.join('?' * len(wanted))})"

@@ -267,5 +267,6 @@ async def _release(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | Non
     """
     smtp.close()
     if transport is not None:
-        transport.abort()
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
         await asyncio.sleep(0)
