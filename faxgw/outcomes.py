@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import codes
@@ -41,7 +41,6 @@ class RunSummary:
     deferred: int = 0
     failed: int = 0
     waiting_for_auth: int = 0
-    job_ids: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, int]:
         """The counts, as ``faxgw run --once --json`` prints them."""

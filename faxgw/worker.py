@@ -188,13 +188,11 @@ class Worker:
                 if pacer.over_capacity():
                     return  # throttled: fewer sessions for this mailbox now
                 job = run.queue.popleft()
-                summary.job_ids.append(job.id)
                 if run.down is not None:
                     self.recorder.delivery_failed(job, run.down, summary)
                     continue
-                if self.gate.paused(run.account) is not None:
-                    pause = self.gate.paused(run.account)
-                    assert pause is not None
+                pause = self.gate.paused(run.account)
+                if pause is not None:
                     self.recorder.wait_for_account(
                         job, DeliveryError(pause.message, code=pause.code), summary)
                     continue
