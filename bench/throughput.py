@@ -344,6 +344,8 @@ class Probes:
         self.thread_run_ms: list[float] = []
         self.sessions = 0
         self.sends: list[float] = []
+        #: (session, start, end) of every SmtpSession.send, for the per-session cycle.
+        self.send_spans: list[tuple[int, float, float]] = []
 
     @contextlib.contextmanager
     def installed(self, worker: Worker) -> Iterator[None]:
@@ -411,8 +413,11 @@ class Probes:
                 await super().open()
 
             async def send(self, *a: Any, **kw: Any) -> str:
+                start = time.perf_counter()
                 reply = await super().send(*a, **kw)
-                probes.sends.append(time.perf_counter() - probes.t0)
+                end = time.perf_counter()
+                probes.sends.append(end - probes.t0)
+                probes.send_spans.append((id(self), start, end))
                 return reply
 
         asyncio.to_thread = timed_to_thread  # type: ignore[assignment]
@@ -424,6 +429,28 @@ class Probes:
             worker_module.SmtpSession = original_session  # type: ignore[misc]
             for name in patched:
                 delattr(worker, name)
+
+    def _middle_rate(self) -> float | None:
+        count = len(self.sends)
+        low, high = count // 10, count - 1 - count // 10
+        if high - low < 2:
+            return None
+        return (high - low) / (self.sends[high] - self.sends[low])
+
+    def _cycle(self) -> dict[str, float] | None:
+        """Per session: time in send() (the server's round trips) and between two sends
+        (faxgw's own work: recording the outcome, composing, waiting for the event loop)."""
+        by_session: dict[int, list[tuple[float, float]]] = {}
+        for session, start, end in self.send_spans:
+            by_session.setdefault(session, []).append((start, end))
+        inside, between = [], []
+        for spans in by_session.values():
+            spans.sort()
+            inside.extend((end - start) * 1000 for start, end in spans)
+            between.extend((spans[i + 1][0] - spans[i][1]) * 1000 for i in range(len(spans) - 1))
+        if not inside or not between:
+            return None
+        return {"send_ms": statistics.mean(inside), "between_sends_ms": statistics.mean(between)}
 
     def summary(self) -> dict[str, Any]:
         def stats(values: list[float]) -> dict[str, float] | None:
@@ -437,6 +464,9 @@ class Probes:
             "take_intake_s": self.intake,
             "sessions_opened": self.sessions,
             "first_sent_s": self.sends[0] if self.sends else None,
+            # The steady rate: the middle 80 % of the messages, away from start-up and tail.
+            "middle_80pct_per_second": self._middle_rate(),
+            "session_cycle": self._cycle(),
             "last_sent_s": self.sends[-1] if self.sends else None,
             "prepare_ms": stats(self.prepare_ms),
             "render_thread_wall_ms": stats(self.thread_wall_ms),
@@ -930,14 +960,15 @@ def print_report(report: dict[str, Any]) -> None:
           + (f", tracemalloc peak {_mb(f['tracemalloc_peak_mb'])}"
              if f["tracemalloc_peak_mb"] is not None else ""))
     pr = f.get("probes")
-    if pr:
+    if pr and pr["first_sent_s"] is not None:
         ti = pr["take_intake_s"]
         intake = (f"take_intake {ti[1] - ti[0]:.2f} s (until {ti[1]:.2f} s)" if ti
                   else "take_intake not called (intake overlaps sending)")
         print(f"        steps: files dropped/submitted in {f['drop_or_submit_seconds']:.2f} s; "
               f"{intake}; "
               f"first message accepted at {pr['first_sent_s']:.2f} s, last at "
-              f"{pr['last_sent_s']:.2f} s; {pr['sessions_opened']} session(s) opened")
+              f"{pr['last_sent_s']:.2f} s; {pr['sessions_opened']} session(s) opened; "
+              f"middle 80 % of the messages at {pr['middle_80pct_per_second'] or 0:.1f}/s")
         pm, tw, tr = pr["prepare_ms"], pr["render_thread_wall_ms"], pr["render_thread_run_ms"]
         parts = []
         if pm:
@@ -949,6 +980,11 @@ def print_report(report: dict[str, Any]) -> None:
                          f"(p90 {tw['p90']:.1f} / {tr['p90']:.1f})")
         if parts:
             print("        per job: " + "; ".join(parts))
+        cycle = pr.get("session_cycle")
+        if cycle:
+            print(f"        per session and message: {cycle['send_ms']:.1f} ms in "
+                  f"SmtpSession.send (MAIL, RCPT, DATA, data: the server's round trips), "
+                  f"{cycle['between_sends_ms']:.1f} ms between two sends (faxgw's own work)")
     if f.get("warning"):
         print(f"        WARNING: {f['warning']}")
     print(f"naive   {n['jobs_per_second']:8.1f} jobs/s  {n['jobs']} messages in "

@@ -17,6 +17,7 @@ from ..intake import default_sender, register
 from ..jobs import Job, JobState
 from ..policy import parse_and_check
 from ..prepare import prepare
+from ..profiles import rules_for
 from ..spool import Spool
 from ..store import JobStore, open_store
 from .context import CliContext, pass_cli
@@ -181,7 +182,8 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
     sheet: dict[str, Any] = {
         "config": str(config.source) if config.source else None,
         "spool": str(config.spool.dir),
-        "service_address": config.service.address,
+        "profile": config.service.profile,
+        "service_address": rules_for(config.service).address,
         "region": config.service.region,
         "paper": config.service.paper,
         "smtp_host": config.smtp.host,
@@ -197,7 +199,7 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
         click.echo(json.dumps(sheet, indent=2))
         return
     labels = [("Configuration", "config"), ("Spool", "spool"),
-              ("Fax service address", "service_address"), ("Region", "region"),
+              ("Fax service profile", "profile"), ("Fax service address", "service_address"), ("Region", "region"),
               ("Paper", "paper"), ("SMTP host", "smtp_host"), ("SMTP port", "smtp_port"),
               ("Security", "security"), ("Certificate validation", "certificate_validation"),
               ("Authentication", "auth_method"), ("Account", "account"),
