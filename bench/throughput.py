@@ -18,8 +18,11 @@ Runs, in one process and against one local test SMTP server (faxgw.testing's
 Usage::
 
     .venv/bin/python bench/throughput.py [--jobs N] [--delay-ms D] [--connections C]
-        [--intake drop|submit] [--server process|thread] [--profile] [--breakdown]
-        [--tracemalloc] [--json]
+        [--intake drop|submit] [--document scan|letter] [--server process|thread]
+        [--repeat R] [--naive-jobs N] [--nagle-jobs N] [--profile] [--breakdown]
+        [--tracemalloc] [--skip-scan] [--no-probes] [--json]
+
+``FAXGW_BENCH_SRC=/path/to/copy`` measures the faxgw package in that folder instead.
 
 Everything runs on 127.0.0.1, in temporary folders that are removed at the end.
 See bench/README.md for how to read the figures.
@@ -482,6 +485,10 @@ def run_faxgw(args: argparse.Namespace, workdir: Path, server: Server, source: P
     config = make_config(run_dir, server, args.connections)
     worker = Worker(config)
     data = source.read_bytes()
+    try:
+        from faxgw.prepare import prepare as submit_prepare
+    except ImportError:  # a faxgw that renders only when it sends
+        submit_prepare = None
     received_before, _ = server.received()
     profiler = cProfile.Profile() if profile else None
     threads = ThreadProfiles() if profile else None
@@ -511,8 +518,11 @@ def run_faxgw(args: argparse.Namespace, workdir: Path, server: Server, source: P
                     (folder / f"scan-{index:05d}.pdf").write_bytes(data)
             else:
                 for _ in range(args.jobs):
+                    # What ``faxgw submit`` does: copy in, register, render and pre-flight.
                     intake = worker.spool.submit(NUMBER, [source])
-                    register(intake, config=config, store=worker.store, spool=worker.spool)
+                    job = register(intake, config=config, store=worker.store, spool=worker.spool)
+                    if submit_prepare is not None and job.state is JobState.QUEUED:
+                        submit_prepare(worker.store, worker.spool, config, job)
             intake_done = time.perf_counter()
             summary = asyncio.run(worker.run_once())
         if profiler is not None:
@@ -946,7 +956,7 @@ def print_report(report: dict[str, Any]) -> None:
           f"attachment {doc['rendered_bytes']} bytes")
     print()
     timed = ("drop into outgoing/<number>/ + run_once" if f["intake"] == "drop"
-             else "Spool.submit + register per job, then run_once")
+             else "Spool.submit + register + render per job, as faxgw submit, then run_once")
     print(f"faxgw   {f['jobs_per_second']:8.1f} jobs/s  {f['jobs']} jobs in {f['seconds']:.2f} s "
           f"(timed: {timed}; intake+render+send)")
     print(f"        sent {f['sent']}, failed {f['failed']}, deferred {f['deferred']}; server "

@@ -170,11 +170,14 @@ class Spool:
 
     def scan(self) -> list[Intake]:
         """Take every settled job from ``outgoing/``; return the jobs now in ``jobs/``."""
-        taken: list[Intake] = []
+        return list(self.scan_iter())
+
+    def scan_iter(self) -> Iterator[Intake]:
+        """:meth:`scan`, one job at a time: each is complete in ``jobs/`` when it is yielded."""
         try:
             entries = sorted(os.scandir(self.layout.outgoing), key=lambda e: e.name)
         except FileNotFoundError:
-            return taken
+            return
         for entry in entries:
             if _ignored(entry.name):
                 continue
@@ -183,23 +186,20 @@ class Spool:
             except FileNotFoundError:
                 continue  # taken by another worker meanwhile
             if stat.S_ISDIR(st.st_mode):
-                taken.extend(self._scan_number_dir(Path(entry.path), entry.name))
+                yield from self._scan_number_dir(Path(entry.path), entry.name)
             elif stat.S_ISLNK(st.st_mode) and not entry.name.endswith(MANIFEST_SUFFIX):
                 # A link at the top may be a number folder pointing elsewhere: refuse it.
                 if self._settled(st):
-                    taken.extend(
-                        self._take_refused(
-                            Path(entry.path),
-                            entry.name,
-                            "is a symbolic link (links are never followed)",
-                        )
+                    yield from self._take_refused(
+                        Path(entry.path),
+                        entry.name,
+                        "is a symbolic link (links are never followed)",
                     )
             elif entry.name.endswith(MANIFEST_SUFFIX) and self._settled(st):
                 result = self._take_manifest(Path(entry.path), st)
                 if result is not None:
-                    taken.append(result)
+                    yield result
             # Any other file at the top waits for the manifest that names it.
-        return taken
 
     def _scan_number_dir(self, folder: Path, number: str) -> Iterator[Intake]:
         try:

@@ -17,11 +17,13 @@ import asyncio
 import logging
 import os
 import random
+import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from email.generator import BytesGenerator
 from io import BytesIO
+from typing import Any
 
 from .accounts import AccountGate
 from .auth import CredentialProvider, credentials_fingerprint, make_provider
@@ -34,7 +36,7 @@ from .outcomes import Recorder, RunSummary
 from .pacing import MailboxPacer
 from .prepare import attachment_for, record_rendered, render_job
 from .profiles import rules_for
-from .spool import Spool
+from .spool import Intake, Spool
 from .store import JobStore, open_store
 from .transport import SmtpSession
 
@@ -57,6 +59,10 @@ class _MailboxRun:
         self.throttles: dict[str, int] = {}
         #: Set when the mailbox cannot be reached at all: the rest of its jobs defer with it.
         self.down: DeliveryError | None = None
+        #: The session loops of this mailbox (more start when its queue grows), and how
+        #: many of them are running.
+        self.tasks: list[asyncio.Future[None]] = []
+        self.sessions = 0
 
 
 class Worker:
@@ -87,10 +93,37 @@ class Worker:
         self._pacers: dict[str, MailboxPacer] = {}
         self.rules = rules_for(config.service)
         # Rendering is CPU work in threads (pdfium in a process): a few at a time.
-        self._render_slots = asyncio.Semaphore(max(1, min(4, os.cpu_count() or 1)))
+        self._render_count = max(1, min(4, os.cpu_count() or 1))
+        # asyncio primitives belong to one event loop, and each asyncio.run() has its own.
+        self._primitives: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore,
+                                asyncio.Lock] | None = None
+        #: Open, authenticated sessions between two rounds of one ``send_due``, by mailbox.
+        self._idle: dict[str, list[SmtpSession]] = {}
+        #: The mailboxes being sent in the current round; jobs a refill claims for a
+        #: mailbox without one wait in ``_pending`` for the next round.
+        self._runs: dict[str, _MailboxRun] = {}
+        self._pending: list[Job] = []
         self._started = False
         #: Set by a shutdown: sessions finish the message under way and take no more.
         self.stopping = False
+
+    @property
+    def _render_slots(self) -> asyncio.Semaphore:
+        """Renders under way at once (in threads)."""
+        return self._loop_primitives()[1]
+
+    @property
+    def _claim_lock(self) -> asyncio.Lock:
+        """Held while jobs are registered and rendered, and while jobs are claimed: a claim
+        never takes a job that the intake has registered but not yet rendered."""
+        return self._loop_primitives()[2]
+
+    def _loop_primitives(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore,
+                                        asyncio.Lock]:
+        loop = asyncio.get_running_loop()
+        if self._primitives is None or self._primitives[0] is not loop:
+            self._primitives = (loop, asyncio.Semaphore(self._render_count), asyncio.Lock())
+        return self._primitives
 
     # -- start-up and intake -------------------------------------------------------------
 
@@ -127,25 +160,117 @@ class Worker:
     # -- sending -------------------------------------------------------------------------
 
     async def run_once(self) -> RunSummary:
-        """Take the intake, send everything that is due now, and return."""
+        """Take the intake, send everything that is due now, and return.
+
+        Intake and sending overlap: the first jobs taken are on their way while later files
+        are still being taken and rendered.
+        """
         if not self._started:
             self.startup()
         summary = RunSummary()
-        summary.taken = len(await self.take_intake(summary))
-        await self.send_due(summary)
+        progress = asyncio.Event()
+        intake = asyncio.ensure_future(self._take_intake_overlapped(summary, progress))
+        try:
+            await self.send_due(summary, intake=intake, progress=progress)
+        finally:
+            if not intake.done():
+                intake.cancel()
+            await asyncio.gather(intake, return_exceptions=True)
+        intake.result()  # an intake error (the spool cannot be written) is not swallowed
         return summary
 
-    async def send_due(self, summary: RunSummary) -> None:
-        """Send every job that is due, mailbox by mailbox in parallel, until none is left."""
+    async def _take_intake_overlapped(self, summary: RunSummary,
+                                      progress: asyncio.Event) -> None:
+        """:meth:`take_intake` while the sessions send: files are taken in a thread (renames
+        and fsyncs); each batch is registered and rendered under the claim lock, and
+        ``progress`` is set after each batch and at the end."""
+        loop = asyncio.get_running_loop()
+        taken: asyncio.Queue[Intake | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def scan() -> None:
+            try:
+                for intake in self.spool.scan_iter():
+                    loop.call_soon_threadsafe(taken.put_nowait, intake)
+                    if stop.is_set():
+                        return  # the rest is taken next time
+            finally:
+                loop.call_soon_threadsafe(taken.put_nowait, None)
+
+        scanning = asyncio.ensure_future(asyncio.to_thread(scan))
+        batch_size = self._render_count  # as many as render at once
+        done = False
+        try:
+            while not done:
+                batch = [await taken.get()]
+                while len(batch) < batch_size and not taken.empty():
+                    batch.append(taken.get_nowait())
+                if batch[-1] is None:
+                    done = True
+                await self._register_and_render(
+                    [intake for intake in batch if intake is not None], summary)
+                progress.set()
+        finally:
+            progress.set()
+            stop.set()
+            if not scanning.done():
+                # Finish the job the thread is taking, and register what it took: a folder
+                # in jobs/ without a record would wait for the next start-up.
+                await asyncio.shield(scanning)
+                rest = [taken.get_nowait() for _ in range(taken.qsize())]
+                await self._register_and_render([i for i in rest if i is not None], summary)
+        await scanning
+
+    async def _register_and_render(self, intakes: list[Intake], summary: RunSummary) -> None:
+        if not intakes:
+            return
+        async with self._claim_lock:
+            jobs = [register(intake, config=self.config, store=self.store, spool=self.spool)
+                    for intake in intakes]
+            summary.taken += len(jobs)
+            await asyncio.gather(*(self._render(job, summary) for job in jobs
+                                   if job.state is JobState.QUEUED))
+
+    async def send_due(self, summary: RunSummary, intake: asyncio.Future[None] | None = None,
+                       progress: asyncio.Event | None = None) -> None:
+        """Send every job that is due, mailbox by mailbox in parallel, until none is left
+        (and the ``intake`` under way, if any, has taken every file; it sets ``progress``
+        whenever it has registered more)."""
+        try:
+            await self._send_rounds(summary, intake, progress)
+        finally:
+            pending, self._pending = self._pending, []
+            for job in pending:
+                self.recorder.requeue(job, "not tried in this round")
+            idle, self._idle = self._idle, {}
+            for sessions in idle.values():
+                for session in sessions:
+                    await session.close()
+
+    async def _send_rounds(self, summary: RunSummary, intake: asyncio.Future[None] | None,
+                           progress: asyncio.Event | None) -> None:
         while True:
-            jobs = self.store.claim_due(self.clock(), CLAIM_BATCH,
-                                        exclude_senders=self.gate.paused_accounts())
+            async with self._claim_lock:
+                jobs = self.store.claim_due(self.clock(), CLAIM_BATCH,
+                                            exclude_senders=self.gate.paused_accounts())
+            jobs, self._pending = self._pending + jobs, []
             if not jobs:
-                return
+                if intake is None or progress is None or intake.done() or self.stopping:
+                    return
+                # More is being taken: wait until some of it is registered, or all is.
+                waiter = asyncio.ensure_future(progress.wait())
+                waiting: set[asyncio.Future[Any]] = {intake, waiter}
+                try:
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                progress.clear()
+                continue
             by_account: dict[str, list[Job]] = {}
             for job in jobs:
                 by_account.setdefault(job.sender.lower(), []).append(job)
             runs = [_MailboxRun(account, group) for account, group in by_account.items()]
+            self._runs = {run.account: run for run in runs}
             try:
                 results = await asyncio.gather(
                     *(self._send_mailbox(run, summary) for run in runs), return_exceptions=True
@@ -153,6 +278,7 @@ class Worker:
             finally:
                 # Whatever stopped a round (a configuration error, a shutdown), no claimed job
                 # may stay in ``sending``: give back what was not tried.
+                self._runs = {}
                 for run in runs:
                     while run.queue:
                         self.recorder.requeue(run.queue.popleft(), "not tried in this round")
@@ -169,23 +295,55 @@ class Worker:
 
     async def _send_mailbox(self, run: _MailboxRun, summary: RunSummary) -> None:
         pacer = self._pacer(run.account)
-        sessions = min(pacer.connections, len(run.queue))
-        results = await asyncio.gather(
-            *(self._session_loop(run, pacer, summary) for _ in range(sessions)),
-            return_exceptions=True,
-        )
+        # Sessions left open by the previous round go first; broken ones, and any beyond the
+        # mailbox's connection budget (less after a throttle), are closed.
+        idle: list[SmtpSession] = []
+        for session in self._idle.pop(run.account, []):
+            if session.usable and len(idle) < pacer.connections:
+                idle.append(session)
+            else:
+                await session.close()
+        if idle:
+            self._idle[run.account] = idle
+        self._top_up(run, pacer, summary)
+        try:
+            while running := [task for task in run.tasks if not task.done()]:
+                await asyncio.wait(running)
+        finally:
+            for task in run.tasks:
+                task.cancel()  # only those still running: a shutdown or an error above
+            results = await asyncio.gather(*run.tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
+    def _top_up(self, run: _MailboxRun, pacer: MailboxPacer, summary: RunSummary) -> None:
+        """Start session loops for the mailbox's queue, up to its connection budget; open
+        sessions from the previous round are used before new ones."""
+        wanted = min(pacer.connections, run.sessions + len(run.queue)) - run.sessions
+        idle = self._idle.get(run.account, [])
+        for _ in range(max(0, wanted)):
+            session = idle.pop() if idle else None
+            run.sessions += 1
+            run.tasks.append(asyncio.ensure_future(
+                self._session_loop(run, pacer, summary, session)))
+
     async def _session_loop(self, run: _MailboxRun, pacer: MailboxPacer,
-                            summary: RunSummary) -> None:
-        """One session of a mailbox: take its jobs one by one until none are left."""
-        session: SmtpSession | None = None
+                            summary: RunSummary, session: SmtpSession | None = None) -> None:
+        """One session of a mailbox: take its jobs one by one until none are left.
+
+        The session stays open for the next round of the same ``send_due`` unless it was
+        throttled or the worker is stopping.
+        """
+        keep = True
         pacer.active += 1
         try:
-            while run.queue and not self.stopping:
+            while not self.stopping:
+                if not run.queue and (session is None
+                                      or not await self._refill(run, pacer, summary)):
+                    break
                 if pacer.over_capacity():
+                    keep = False
                     return  # throttled: fewer sessions for this mailbox now
                 job = run.queue.popleft()
                 if run.down is not None:
@@ -199,8 +357,34 @@ class Worker:
                 session = await self._send_one(job, run, pacer, session, summary)
         finally:
             pacer.active -= 1
+            run.sessions -= 1
             if session is not None:
-                await session.close()
+                if keep and session.usable and not self.stopping:
+                    self._idle.setdefault(run.account, []).append(session)
+                else:
+                    await session.close()
+
+    async def _refill(self, run: _MailboxRun, pacer: MailboxPacer,
+                      summary: RunSummary) -> bool:
+        """The mailbox's queue ran dry while its session is open: claim what has become due
+        since (the intake may have taken more) rather than end the round. Jobs go to their
+        mailbox's queue in this round, or wait for the next round."""
+        if run.down is not None or self.gate.paused(run.account) is not None:
+            return False
+        async with self._claim_lock:
+            jobs = self.store.claim_due(self.clock(), CLAIM_BATCH,
+                                        exclude_senders=self.gate.paused_accounts())
+        grown: dict[str, _MailboxRun] = {}
+        for job in jobs:
+            target = self._runs.get(job.sender.lower())
+            if target is None or target.down is not None:
+                self._pending.append(job)
+            else:
+                target.queue.append(job)
+                grown[target.account] = target
+        for target in grown.values():  # more work: more of the mailbox's sessions
+            self._top_up(target, self._pacer(target.account), summary)
+        return bool(run.queue)
 
     async def _send_one(self, job: Job, run: _MailboxRun, pacer: MailboxPacer,
                         session: SmtpSession | None, summary: RunSummary) -> SmtpSession | None:
@@ -254,6 +438,8 @@ class Worker:
                 run.queue.appendleft(job)
             if session is not None:
                 await session.close()
+            for idle in self._idle.pop(job.sender.lower(), []):
+                await idle.close()  # the server counts idle sessions too
             return None  # this session gives way
         if isinstance(exc, ConnectError) and opened_here:
             # Not even a session: the mailbox's other jobs share this fate for now.

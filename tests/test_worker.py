@@ -298,3 +298,19 @@ def test_untrusted_certificate_is_refused(make_config: MakeConfig, samples: Path
         assert (job.state, job.code) == (JobState.DEFERRED, codes.NO_CONNECTION)
         assert "certificate" in (job.error or "")
         assert not server.credentials_seen_in_clear and server.messages == []
+
+
+def test_one_worker_serves_several_event_loops(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
+) -> None:
+    """Each asyncio.run() has its own loop: a worker used by two runs must not break."""
+    config = make_config(smtp_server)
+    worker = Worker(config)
+    for round_number in range(2):
+        for index in range(6):  # more than render at once
+            folder = worker.spool.layout.outgoing / f"+49301234{round_number}{index}"
+            folder.mkdir()
+            shutil.copy(samples / "note.txt", folder / "note.txt")
+        summary = _run(worker)
+        assert (summary.taken, summary.sent) == (6, 6)
+    assert len(smtp_server.messages) == 12

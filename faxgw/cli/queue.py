@@ -199,7 +199,8 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
         click.echo(json.dumps(sheet, indent=2))
         return
     labels = [("Configuration", "config"), ("Spool", "spool"),
-              ("Fax service profile", "profile"), ("Fax service address", "service_address"), ("Region", "region"),
+              ("Fax service profile", "profile"), ("Fax service address", "service_address"),
+              ("Region", "region"),
               ("Paper", "paper"), ("SMTP host", "smtp_host"), ("SMTP port", "smtp_port"),
               ("Security", "security"), ("Certificate validation", "certificate_validation"),
               ("Authentication", "auth_method"), ("Account", "account"),
