@@ -136,4 +136,5 @@ def test_demo_sends_every_sample(tmp_path: Path) -> None:
     emails = sorted((out / "received").glob("*.eml"))
     assert len(emails) == 3
     assert result.stdout.count(" sent ") >= 3
-    assert "fax-" in result.stdout and "7 pages" not in result.stdout  # pages per email
+    for pages in ("(3 pages,", "(1 page,"):  # each email's attachment, described
+        assert pages in result.stdout
