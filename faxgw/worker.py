@@ -20,7 +20,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.generator import BytesGenerator
 from io import BytesIO
 from typing import Any
@@ -137,16 +137,6 @@ class Worker:
                 register(intake, config=self.config, store=self.store, spool=self.spool)
         self._started = True
 
-    async def take_intake(self, summary: RunSummary | None = None) -> list[Job]:
-        """Take every settled file from the intake folders into the queue, rendered and
-        checked against the service's limits (pre-flight)."""
-        jobs = [register(intake, config=self.config, store=self.store, spool=self.spool)
-                for intake in self.spool.scan()]
-        summary = summary or RunSummary()
-        await asyncio.gather(*(self._render(job, summary) for job in jobs
-                               if job.state is JobState.QUEUED))
-        return jobs
-
     async def _render(self, job: Job, summary: RunSummary) -> Job | None:
         """Render and pre-flight one job; a job that cannot pass fails now (None)."""
         async with self._render_slots:
@@ -181,7 +171,7 @@ class Worker:
 
     async def _take_intake_overlapped(self, summary: RunSummary,
                                       progress: asyncio.Event) -> None:
-        """:meth:`take_intake` while the sessions send: files are taken in a thread (renames
+        """Take the intake while the sessions send: files are taken in a thread (renames
         and fsyncs); each batch is registered and rendered under the claim lock, and
         ``progress`` is set after each batch and at the end."""
         loop = asyncio.get_running_loop()
@@ -467,8 +457,6 @@ class Worker:
 
     def purge(self) -> list[str]:
         """Delete finished jobs older than ``[limits] retention``, with their files."""
-        from datetime import timedelta
-
         before = self.clock() - timedelta(seconds=self.config.limits.retention)
         removed = self.store.purge(before)
         for job_id in removed:
