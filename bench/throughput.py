@@ -453,7 +453,16 @@ class Probes:
             between.extend((spans[i + 1][0] - spans[i][1]) * 1000 for i in range(len(spans) - 1))
         if not inside or not between:
             return None
-        return {"send_ms": statistics.mean(inside), "between_sends_ms": statistics.mean(between)}
+        # The same by quarter of the sending time: while the intake still takes and renders
+        # files (the first quarters) the sessions share the process with it.
+        first = min(start for _, start, _ in self.send_spans)
+        last = max(start for _, start, _ in self.send_spans)
+        quarters: list[list[float]] = [[], [], [], []]
+        for _, start, end in self.send_spans:
+            index = min(3, int((start - first) / ((last - first) or 1) * 4))
+            quarters[index].append((end - start) * 1000)
+        return {"send_ms": statistics.mean(inside), "between_sends_ms": statistics.mean(between),
+                "send_ms_by_quarter": [statistics.mean(q) if q else 0.0 for q in quarters]}
 
     def summary(self) -> dict[str, Any]:
         def stats(values: list[float]) -> dict[str, float] | None:
@@ -731,6 +740,11 @@ def run_breakdown(workdir: Path, source: Path, server: Server, connections: int,
 
     from faxgw.mail import compose
 
+    try:  # the lean build the worker uses (faxgw versions that have it)
+        from faxgw.mail import message_bytes
+    except ImportError:
+        message_bytes = None
+
     out: dict[str, float] = {}
     folder = workdir / "breakdown"
     folder.mkdir()
@@ -780,7 +794,10 @@ def run_breakdown(workdir: Path, source: Path, server: Server, connections: int,
         BytesGenerator(buffer).flatten(compose(job, target))
         return buffer.getvalue()
 
-    timed("compose + flatten (base64 of the PDF)", flatten)
+    timed("compose + flatten with email.generator (base64 of the PDF)", flatten)
+    if message_bytes is not None:
+        timed("mail.message_bytes (what the worker builds per job)",
+              lambda: message_bytes(job, target))
     counter = iter(range(repeat * 4))
     timed("store.update 'rendered' (1 commit)",
           lambda: (worker.store.update(jobs[next(counter) % len(jobs)].id, pages=1, bytes=1,
@@ -994,7 +1011,9 @@ def print_report(report: dict[str, Any]) -> None:
         if cycle:
             print(f"        per session and message: {cycle['send_ms']:.1f} ms in "
                   f"SmtpSession.send (MAIL, RCPT, DATA, data: the server's round trips), "
-                  f"{cycle['between_sends_ms']:.1f} ms between two sends (faxgw's own work)")
+                  f"{cycle['between_sends_ms']:.1f} ms between two sends (faxgw's own work); "
+                  "in send by quarter of the sending time: "
+                  + " / ".join(f"{v:.1f}" for v in cycle.get("send_ms_by_quarter", [])) + " ms")
     if f.get("warning"):
         print(f"        WARNING: {f['warning']}")
     print(f"naive   {n['jobs_per_second']:8.1f} jobs/s  {n['jobs']} messages in "

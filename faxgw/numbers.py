@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import phonenumbers
@@ -23,12 +24,14 @@ class FaxNumber:
         return template.format(e164=self.e164, digits=self.digits, national=self.national)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_number(text: str, region: str) -> FaxNumber:
     """Parse ``text`` as a telephone number; numbers without ``+`` belong to ``region``.
 
     Raises NumberError (code 400) for anything that is not a valid number, so that an
     invalid number fails its job before anything is sent.
     """
+    # Cached: a burst of jobs is mostly a few numbers, and phonenumbers takes a while.
     cleaned = text.strip()
     if cleaned.startswith("00"):
         # The international call prefix most of the world uses; phonenumbers wants "+".

@@ -17,6 +17,7 @@ with code 401 and a message naming the rule.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -177,6 +178,7 @@ def _parsed(e164: str) -> phonenumbers.PhoneNumber | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _emergency_region(e164: str) -> str | None:
     """The region where ``e164`` is an emergency number, if it is one."""
     parsed = _parsed(e164)

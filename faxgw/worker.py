@@ -21,8 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from email.generator import BytesGenerator
-from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 from .accounts import AccountGate
@@ -31,11 +30,12 @@ from .config import Config
 from .errors import ConfigError, ConnectError, DeliveryError, JobError
 from .intake import register
 from .jobs import Job, JobState, utcnow
-from .mail import compose
+from .mail import message_bytes
 from .outcomes import Recorder, RunSummary
 from .pacing import MailboxPacer
 from .prepare import attachment_for, record_rendered, render_job
 from .profiles import rules_for
+from .render import Rendered
 from .spool import Intake, Spool
 from .store import JobStore, open_store
 from .transport import SmtpSession
@@ -46,6 +46,9 @@ log = logging.getLogger("faxgw.worker")
 CLAIM_BATCH = 500
 #: A job refused for "too many connections" this often in one run waits a minute instead.
 MAX_THROTTLES_PER_JOB = 2
+#: Messages built at intake and kept in memory until sent, at most this many bytes; beyond
+#: it (a large burst) a message is built just before it is sent.
+MESSAGE_BUFFER_BYTES = 32 * 1024 * 1024
 
 __all__ = ["RunSummary", "Worker"]
 
@@ -97,6 +100,9 @@ class Worker:
         # asyncio primitives belong to one event loop, and each asyncio.run() has its own.
         self._primitives: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore,
                                 asyncio.Lock] | None = None
+        #: Messages built at intake, by job id, until sent (see :meth:`_render`).
+        self._messages: dict[str, bytes] = {}
+        self._message_bytes = 0
         #: Open, authenticated sessions between two rounds of one ``send_due``, by mailbox.
         self._idle: dict[str, list[SmtpSession]] = {}
         #: The mailboxes being sent in the current round; jobs a refill claims for a
@@ -138,14 +144,32 @@ class Worker:
         self._started = True
 
     async def _render(self, job: Job, summary: RunSummary) -> Job | None:
-        """Render and pre-flight one job; a job that cannot pass fails now (None)."""
+        """Render and pre-flight one job; a job that cannot pass fails now (None).
+
+        The email is built in the same thread, while there is room for it in memory: a
+        session then finds it ready and does not keep the other sessions' replies waiting
+        while it builds one on the event loop.
+        """
+        build = self._message_bytes < MESSAGE_BUFFER_BYTES
         async with self._render_slots:
             try:
-                rendered = await asyncio.to_thread(render_job, job, self.spool, self.config)
+                rendered, message = await asyncio.to_thread(self._render_in_thread, job, build)
             except JobError as exc:
                 self.recorder.input_failed(job, exc, summary)
                 return None
+        if message is not None:
+            self._messages[job.id] = message
+            self._message_bytes += len(message)
         return record_rendered(self.store, job, rendered)
+
+    def _render_in_thread(self, job: Job, build: bool) -> tuple[Rendered, bytes | None]:
+        rendered = render_job(job, self.spool, self.config)
+        if not build:
+            return rendered, None
+        return rendered, self._build_message(job, rendered.path)
+
+    def _build_message(self, job: Job, attachment: Path) -> bytes:
+        return message_bytes(job, attachment, body=self.rules.body)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -166,6 +190,10 @@ class Worker:
             if not intake.done():
                 intake.cancel()
             await asyncio.gather(intake, return_exceptions=True)
+            # Messages of jobs not sent in this run (deferred, paused) are built anew when
+            # they are due: their Date is then the date they leave.
+            self._messages.clear()
+            self._message_bytes = 0
         intake.result()  # an intake error (the spool cannot be written) is not swallowed
         return summary
 
@@ -441,17 +469,21 @@ class Worker:
         return session
 
     async def _prepare(self, job: Job) -> bytes:
-        """The job's message as bytes. The attachment was made at intake; it is made again
-        only when it is missing (a job folder recovered, a job sent again by retry)."""
+        """The job's message as bytes: built at intake, or built now (in a thread, so the
+        other sessions' replies are read meanwhile). The attachment was made at intake; it
+        is made again only when it is missing (a job folder recovered, a job sent again by
+        retry)."""
+        message = self._messages.pop(job.id, None)
+        if message is not None:
+            self._message_bytes -= len(message)
+            return message
         attachment = attachment_for(job, self.spool, self.rules)
         if job.pages is None or not attachment.exists():
             async with self._render_slots:
                 rendered = await asyncio.to_thread(render_job, job, self.spool, self.config)
             job = record_rendered(self.store, job, rendered)
             attachment = rendered.path
-        buffer = BytesIO()
-        BytesGenerator(buffer).flatten(compose(job, attachment, body=self.rules.body))
-        return buffer.getvalue()
+        return await asyncio.to_thread(self._build_message, job, attachment)
 
     # -- housekeeping --------------------------------------------------------------------
 

@@ -133,3 +133,21 @@ def test_due_scan_uses_the_index(store: SQLiteJobStore) -> None:
         " AND next_attempt_at <= '2030')) ORDER BY created LIMIT 5"
     ).fetchall()
     assert any("jobs_due" in row[3] for row in plan), plan
+
+
+def test_times_are_stored_as_sortable_utc_text(tmp_path: Path) -> None:
+    """One fixed text form in UTC (queries compare times as text), read back exactly."""
+    from datetime import UTC, datetime, timezone
+
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    berlin = timezone(timedelta(hours=1))
+    due = datetime(2026, 11, 28, 5, 0, 0, 123, tzinfo=berlin)
+    job = _job(next_attempt_at=due)
+    store.add(job)
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        [(text,)] = db.execute("SELECT next_attempt_at FROM jobs WHERE id = ?", (job.id,))
+    assert text == "2026-11-28T04:00:00.000123Z"
+    again = store.get(job.id).next_attempt_at
+    assert again == due and again is not None and again.utcoffset() == timedelta(0)
+    assert datetime.fromisoformat(text) == datetime(2026, 11, 28, 4, 0, 0, 123, tzinfo=UTC)
+    store.close()

@@ -314,3 +314,41 @@ def test_one_worker_serves_several_event_loops(
         summary = _run(worker)
         assert (summary.taken, summary.sent) == (6, 6)
     assert len(smtp_server.messages) == 12
+
+
+@pytest.mark.parametrize("buffer_bytes", [None, 0], ids=["built-at-intake", "built-at-send"])
+def test_each_message_carries_its_own_jobs_attachment(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch, buffer_bytes: int | None,
+) -> None:
+    """Messages are built with the render while there is room in memory, else just before
+    they are sent; a job not sent in its run (here: deferred) is built again later."""
+    import faxgw.worker as worker_module
+
+    if buffer_bytes is not None:
+        monkeypatch.setattr(worker_module, "MESSAGE_BUFFER_BYTES", buffer_bytes)
+    config = make_config(smtp_server, retry={"backoff": [10], "jitter": 0},
+                         limits={"connections": 1})
+    worker = Worker(config, clock=clock)
+    for number, document in (("+4930123456", "letter.pdf"), ("+4930123457", "scan.jpg"),
+                             ("+4930123458", "note.txt")):
+        folder = worker.spool.layout.outgoing / number
+        folder.mkdir()
+        shutil.copy(samples / document, folder / document)
+    smtp_server.faults.reply("MAIL", "451 4.3.0 Temporary server error", times=1)
+    clock.advance(1)  # the files are settled
+
+    first = _run(worker)
+    assert (first.taken, first.sent, first.deferred) == (3, 2, 1)
+    clock.advance(30)
+    second = _run(worker)
+    assert second.sent == 1
+
+    received = {m.message["X-Faxgw-Job"]: m.message for m in smtp_server.messages}
+    jobs = worker.store.list_jobs()
+    assert sorted(received) == sorted(job.id for job in jobs)
+    for job in jobs:
+        assert job.state is JobState.SENT
+        name, data = _attachment(received[job.id])
+        assert data == (worker.spool.job_dir(job.id) / name).read_bytes()
+        assert received[job.id]["To"] == job.recipient

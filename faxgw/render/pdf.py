@@ -76,13 +76,19 @@ def render_pdf(
     if not documents:
         raise ValueError("render_pdf needs at least one document")
     parts = [render_document(Path(document), page_size, font=font) for document in documents]
-    writer = PdfWriter()
-    for part in parts:
-        for page in PdfReader(io.BytesIO(part)).pages:
-            writer.add_page(page)
     out = Path(out)
-    size = write_atomic(out, writer.write)
-    pages = len(writer.pages)
+    if len(parts) == 1:
+        # One document (the common case): its PDF is the result already. Joining would parse
+        # and write it once more, which costs as much again as rendering it.
+        pages = len(PdfReader(io.BytesIO(parts[0])).pages)
+        size = write_atomic(out, parts[0])
+    else:
+        writer = PdfWriter()
+        for part in parts:
+            for page in PdfReader(io.BytesIO(part)).pages:
+                writer.add_page(page)
+        size = write_atomic(out, writer.write)
+        pages = len(writer.pages)
     log.debug("rendered %d document(s) into %s: %d pages, %d bytes", len(parts), out, pages, size)
     return Rendered(path=out, pages=pages, bytes=size)
 

