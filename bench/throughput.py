@@ -492,7 +492,20 @@ def run_faxgw(args: argparse.Namespace, workdir: Path, server: Server, source: P
     run_dir = workdir / label
     run_dir.mkdir()
     config = make_config(run_dir, server, args.connections)
-    worker = Worker(config)
+    processes = 0
+    if args.render == "processes":
+        try:
+            from faxgw.renderpool import service_processes
+        except ImportError:  # a faxgw that renders only in threads
+            pass
+        else:
+            processes = service_processes()
+    worker = Worker(config, render_processes=processes) if processes else Worker(config)
+    pool = getattr(worker, "render_pool", None)
+    if pool is not None:
+        # The burst arrives at a running service (faxgw run), whose render processes
+        # started with it: wait for them before the clock starts.
+        pool.wait_ready()
     data = source.read_bytes()
     try:
         from faxgw.prepare import prepare as submit_prepare
@@ -636,6 +649,44 @@ def run_naive(server: Server, attachment_path: Path, jobs: int, *, nodelay: bool
         "message_bytes": round(statistics.mean(sizes)) if sizes else None,
         "cpu_seconds": phase.cpu,
         "server_cpu_seconds": phase.server_cpu,
+    }
+
+
+def run_bare(server: Server, attachment_path: Path, jobs: int, connections: int) -> dict[str, Any]:
+    """The ceiling for faxgw: ``connections`` bare aiosmtplib sessions (one AUTH each) sending
+    messages built beforehand, and nothing else: no intake, no rendering, no job store."""
+    import aiosmtplib
+
+    attachment = attachment_path.read_bytes()
+    messages = [naive_message(attachment, index).as_bytes() for index in range(jobs)]
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    received_before, _ = server.received()
+
+    async def session(queue: list[bytes]) -> None:
+        smtp = aiosmtplib.SMTP(hostname=server.host, port=server.port, tls_context=context,
+                               start_tls=True, timeout=60)
+        await smtp.connect()
+        await smtp.login(USER, PASSWORD)
+        while queue:
+            await smtp.sendmail(USER, [RECIPIENT], queue.pop())
+        await smtp.quit()
+
+    async def run() -> None:
+        queue = list(messages)
+        await asyncio.gather(*(session(queue) for _ in range(connections)))
+
+    with Phase(server) as phase:
+        asyncio.run(run())
+    got, sizes = server.wait_received(received_before + jobs)
+    sizes = sizes[received_before:]
+    return {
+        "jobs": jobs,
+        "connections": connections,
+        "seconds": phase.seconds,
+        "jobs_per_second": jobs / phase.seconds,
+        "server_received": got - received_before,
+        "message_bytes": round(statistics.mean(sizes)) if sizes else None,
     }
 
 
@@ -865,6 +916,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="drop files into outgoing/<number>/ (default) or Spool.submit")
     parser.add_argument("--document", choices=["scan", "letter"], default="scan",
                         help="the page: a 47 KB scanned page (default) or a 2 KB text PDF")
+    parser.add_argument("--render", choices=["processes", "threads"], default="processes",
+                        help="render in processes as faxgw run does (default), or in threads "
+                             "as faxgw run --once does")
     parser.add_argument("--server", choices=["process", "thread"], default="process",
                         help="run the test server in a child process (default) or a thread")
     parser.add_argument("--repeat", type=int, default=1,
@@ -872,6 +926,9 @@ def main(argv: list[str] | None = None) -> int:
                              "report the median run of each (default 1)")
     parser.add_argument("--nagle-jobs", type=int, default=50,
                         help="messages for the naive loop with Nagle on (0: skip)")
+    parser.add_argument("--bare-jobs", type=int, default=None,
+                        help="messages for the bare aiosmtplib sessions, the ceiling "
+                             "(default: --jobs, at most 300; 0: skip)")
     parser.add_argument("--naive-jobs", type=int, default=None,
                         help="messages for the naive loop (default: --jobs)")
     parser.add_argument("--no-probes", action="store_true",
@@ -896,6 +953,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "settings": {"jobs": args.jobs, "naive_jobs": naive_jobs, "delay_ms": args.delay_ms,
                      "connections": args.connections, "intake": args.intake,
+                     "render": args.render,
                      "document": args.document, "repeat": args.repeat, "faxgw_src": str(ROOT),
                      "faxgw_commit": source_state(),
                      "server": args.server, "python": sys.version.split()[0],
@@ -926,6 +984,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"naive smtplib (Nagle on): {args.nagle_jobs} messages ...")
             report["naive_nagle"] = run_naive(server, attachment, args.nagle_jobs, nodelay=False)
         report["ratio"] = report["faxgw"]["jobs_per_second"] / report["naive"]["jobs_per_second"]
+        bare_jobs = min(args.jobs, 300) if args.bare_jobs is None else args.bare_jobs
+        if bare_jobs:
+            say(f"bare aiosmtplib, {args.connections} session(s): {bare_jobs} messages ...")
+            report["bare"] = run_bare(server, attachment, bare_jobs, args.connections)
         if args.breakdown:
             say("per-job step costs ...")
             report["breakdown_ms"] = run_breakdown(workdir, source, server, args.connections)
@@ -964,8 +1026,8 @@ def _mb(value: float | None) -> str:
 def print_report(report: dict[str, Any]) -> None:
     s, f, n = report["settings"], report["faxgw"], report["naive"]
     print(f"faxgw throughput benchmark: {s['jobs']} jobs, reply delay {s['delay_ms']:g} ms, "
-          f"{s['connections']} connection(s)/mailbox, server in a {s['server']}, "
-          f"{s['cpus']} CPUs, Python {s['python']}")
+          f"{s['connections']} connection(s)/mailbox, rendering in {s['render']}, server in a "
+          f"{s['server']}, {s['cpus']} CPUs, Python {s['python']}")
     print(f"load average before: {s['load_before']}; after: {s.get('load_after', '?')}")
     print(f"faxgw measured: {s['faxgw_src']} ({s['faxgw_commit']})")
     doc = report["document"]
@@ -1001,7 +1063,7 @@ def print_report(report: dict[str, Any]) -> None:
         if pm:
             parts.append(f"Worker._prepare (awaited by the session before each send) mean "
                          f"{pm['mean']:.1f} ms, p90 {pm['p90']:.1f}")
-        if tw and tr:
+        if tw and tr and s["render"] == "threads":
             parts.append(f"asyncio.to_thread calls (rendering): {tw['mean']:.1f} ms from "
                          f"hand-off to result, {tr['mean']:.1f} ms of it running in the thread "
                          f"(p90 {tw['p90']:.1f} / {tr['p90']:.1f})")
@@ -1028,6 +1090,12 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"naive   {g['jobs_per_second']:8.1f} jobs/s  with Nagle on (smtplib's default): "
               f"{g['jobs']} messages, {g['ms_per_message']:.1f} ms each "
               f"(+{g['ms_per_message'] - n['ms_per_message']:.1f} ms: loopback artefact)")
+    if "bare" in report:
+        b = report["bare"]
+        print(f"bare    {b['jobs_per_second']:8.1f} jobs/s  {b['jobs']} messages built beforehand, "
+              f"{b['connections']} aiosmtplib session(s), nothing else: the ceiling here "
+              f"({b['jobs_per_second'] / n['jobs_per_second']:.2f} x naive; faxgw reaches "
+              f"{f['jobs_per_second'] / b['jobs_per_second']:.0%} of it)")
     print()
     if len(report["faxgw_runs_jobs_per_second"]) > 1:
         runs = lambda key: ", ".join(f"{v:.1f}" for v in report[key])  # noqa: E731

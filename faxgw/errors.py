@@ -46,6 +46,18 @@ class FaxgwError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword arguments (code, filename, …) are not in ``args``, so the default pickling
+        # would call __init__ without them: rebuild from the fields instead, so that an error
+        # raised in a render process arrives whole.
+        return (_rebuild, (type(self), self.message), dict(vars(self)))
+
+
+def _rebuild(cls: type[FaxgwError], message: str) -> FaxgwError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    return error
+
 
 class ConfigError(FaxgwError, ValueError):
     """The configuration is missing, malformed or holds a wrong key, type or value."""

@@ -14,6 +14,7 @@ from . import preflight
 from .config import Config
 from .errors import JobError
 from .jobs import Job, JobState, utcnow
+from .mail import message_bytes
 from .profiles import ServiceRules, rules_for
 from .render import Rendered
 from .render.attachment import CoverInfo, attachment_paths, build_attachment
@@ -42,6 +43,24 @@ def render_job(job: Job, spool: Spool, config: Config) -> Rendered:
     preflight.check(rendered, job.subject, rules,
                     smtp_max_message_bytes=config.smtp.max_message_bytes or None)
     return rendered
+
+
+def render_and_build(job: Job, spool: Spool, config: Config, *,
+                     build: bool) -> tuple[Rendered, bytes | None]:
+    """:func:`render_job`, then, when ``build``, the job's email as the bytes to send.
+
+    Free of store access and of shared state, like :func:`render_job`: it runs in a thread
+    or in a render process (:mod:`faxgw.renderpool`).
+    """
+    rendered = render_job(job, spool, config)
+    if not build:
+        return rendered, None
+    return rendered, build_message(job, rendered.path, config)
+
+
+def build_message(job: Job, attachment: Path, config: Config) -> bytes:
+    """The job's email with ``attachment``, as the service wants it (body or none)."""
+    return message_bytes(job, attachment, body=rules_for(config.service).body)
 
 
 def record_rendered(store: JobStore, job: Job, rendered: Rendered) -> Job:

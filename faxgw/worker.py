@@ -14,6 +14,7 @@ whose sign-in is broken pauses alone (:mod:`faxgw.accounts`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -21,7 +22,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from .accounts import AccountGate
@@ -30,15 +30,20 @@ from .config import Config
 from .errors import ConfigError, ConnectError, DeliveryError, JobError
 from .intake import register
 from .jobs import Job, JobState, utcnow
-from .mail import message_bytes
 from .outcomes import Recorder, RunSummary
 from .pacing import MailboxPacer
-from .prepare import attachment_for, record_rendered, render_job
+from .prepare import (
+    attachment_for,
+    build_message,
+    record_rendered,
+    render_and_build,
+    render_job,
+)
 from .profiles import rules_for
-from .render import Rendered
+from .renderpool import RenderPool
 from .spool import Intake, Spool
 from .store import JobStore, open_store
-from .transport import SmtpSession
+from .transport import SmtpSession, tls_context
 
 log = logging.getLogger("faxgw.worker")
 
@@ -80,11 +85,23 @@ class Worker:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         pacer_factory: Callable[[], MailboxPacer] | None = None,
+        render_processes: int = 0,
     ) -> None:
+        """``render_processes`` > 0 renders in that many processes of their own (see
+        :mod:`faxgw.renderpool`), started now; 0 renders in threads."""
         self.config = config
         self.spool = Spool(config.spool.dir, settle_seconds=config.spool.settle_seconds,
                            clock=lambda: clock().timestamp())
         self.spool.ensure()
+        if config.smtp.security != "none":
+            # Load the trust store now, not on the event loop when the first session opens
+            # (tens of milliseconds); a ca_file that cannot be loaded is reported then.
+            with contextlib.suppress(ConfigError):
+                tls_context(config.smtp)
+        self.render_pool: RenderPool | None = None
+        if render_processes > 0:
+            self.render_pool = RenderPool(config, self.spool, render_processes)
+            self.render_pool.warm()
         self.store = store if store is not None else open_store(config, clock=clock)
         self.credentials = credentials if credentials is not None else make_provider(config)
         self.clock = clock
@@ -153,7 +170,11 @@ class Worker:
         build = self._message_bytes < MESSAGE_BUFFER_BYTES
         async with self._render_slots:
             try:
-                rendered, message = await asyncio.to_thread(self._render_in_thread, job, build)
+                if self.render_pool is not None:
+                    rendered, message = await self.render_pool.render(job, build=build)
+                else:
+                    rendered, message = await asyncio.to_thread(
+                        render_and_build, job, self.spool, self.config, build=build)
             except JobError as exc:
                 self.recorder.input_failed(job, exc, summary)
                 return None
@@ -161,15 +182,6 @@ class Worker:
             self._messages[job.id] = message
             self._message_bytes += len(message)
         return record_rendered(self.store, job, rendered)
-
-    def _render_in_thread(self, job: Job, build: bool) -> tuple[Rendered, bytes | None]:
-        rendered = render_job(job, self.spool, self.config)
-        if not build:
-            return rendered, None
-        return rendered, self._build_message(job, rendered.path)
-
-    def _build_message(self, job: Job, attachment: Path) -> bytes:
-        return message_bytes(job, attachment, body=self.rules.body)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -483,7 +495,9 @@ class Worker:
                 rendered = await asyncio.to_thread(render_job, job, self.spool, self.config)
             job = record_rendered(self.store, job, rendered)
             attachment = rendered.path
-        return await asyncio.to_thread(self._build_message, job, attachment)
+        if self.render_pool is not None:
+            return await self.render_pool.build(job, attachment)
+        return await asyncio.to_thread(build_message, job, attachment, self.config)
 
     # -- housekeeping --------------------------------------------------------------------
 
@@ -498,7 +512,10 @@ class Worker:
         return removed
 
     def close(self) -> None:
-        """Release the store and the credential provider's connections."""
+        """Release the store, the render processes and the credential provider's
+        connections."""
+        if self.render_pool is not None:
+            self.render_pool.close()
         self.store.close()
         close = getattr(self.credentials, "close", None)
         if close is not None:

@@ -10,6 +10,7 @@ import signal
 import click
 
 from ..outcomes import RunSummary
+from ..renderpool import service_processes
 from ..scheduler import Service
 from ..worker import Worker
 from .context import CliContext, pass_cli
@@ -36,7 +37,9 @@ async def _serve(worker: Worker) -> None:
 @pass_cli
 def run(cli_ctx: CliContext, once: bool, as_json: bool) -> None:
     """Run the worker: take dropped files, send due jobs, retry on schedule."""
-    worker = Worker(cli_ctx.config)
+    # The service renders in processes of its own (started once, now); a single run
+    # would spend longer starting them than it gains.
+    worker = Worker(cli_ctx.config, render_processes=0 if once else service_processes())
     try:
         if once:
             summary: RunSummary = asyncio.run(worker.run_once())

@@ -1,0 +1,102 @@
+"""Rendering in processes of their own (``faxgw run``): same results as in threads, errors
+about documents arrive whole, and a render process that dies loses no job."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from faxgw import codes
+from faxgw.jobs import JobState
+from faxgw.testing.smtp_server import FaxSMTPServer
+from faxgw.worker import Worker
+
+from .conftest import MakeConfig
+from .documents import encrypted_pdf
+
+NUMBER = "+4930123456"
+
+
+def _drop(worker: Worker, *files: Path) -> None:
+    folder = worker.spool.layout.outgoing / NUMBER
+    folder.mkdir(exist_ok=True)
+    for file in files:
+        shutil.copy(file, folder / file.name)
+
+
+def _outcomes(worker: Worker) -> dict[str, tuple[JobState, int | None, str | None]]:
+    return {Path(job.source).name: (job.state, job.code, job.error)
+            for job in worker.store.list_jobs()}
+
+
+def test_processes_and_threads_give_the_same_outcomes(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(samples / "letter.pdf", inputs / "letter.pdf")
+    shutil.copy(samples / "scan.jpg", inputs / "scan.jpg")
+    (inputs / "empty.pdf").write_bytes(b"")
+    (inputs / "truncated.pdf").write_bytes((samples / "letter.pdf").read_bytes()[:600])
+    (inputs / "really-a-png.pdf").write_bytes((samples / "logo.png").read_bytes())
+    encrypted_pdf(inputs / "locked.pdf", samples / "letter.pdf", user_password="secret")
+    files = sorted(inputs.iterdir())
+
+    outcomes = {}
+    for processes in (0, 1):
+        config = make_config(smtp_server, spool={"dir": str(tmp_path / f"spool-{processes}"),
+                                                 "settle_seconds": 0})
+        worker = Worker(config, render_processes=processes)
+        try:
+            assert (worker.render_pool is not None) == (processes > 0)
+            _drop(worker, *files)
+            summary = asyncio.run(worker.run_once())
+            assert (summary.taken, summary.sent, summary.failed) == (6, 2, 4)
+            outcomes[processes] = _outcomes(worker)
+            for job in worker.store.list_jobs([JobState.FAILED]):
+                name = Path(job.source).name
+                kept = worker.spool.layout.failed / job.id / "docs" / name
+                assert kept.read_bytes() == (inputs / name).read_bytes()
+        finally:
+            worker.close()
+
+    assert outcomes[1] == outcomes[0]
+    assert outcomes[1]["locked.pdf"][1] == codes.DOCUMENT_ENCRYPTED
+    assert outcomes[1]["really-a-png.pdf"][1] == codes.DOCUMENT_UNSUPPORTED
+    assert "truncated.pdf" in (outcomes[1]["truncated.pdf"][2] or "")
+    assert {outcomes[1][name][0] for name in ("letter.pdf", "scan.jpg")} == {JobState.SENT}
+    assert len(smtp_server.messages) == 4
+
+
+def test_a_render_process_that_dies_loses_no_job(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = Worker(make_config(smtp_server), render_processes=1)
+    try:
+        assert worker.render_pool is not None
+        worker.render_pool.wait_ready()
+        before = {child.pid for child in multiprocessing.active_children()}
+        assert before
+        for pid in before:
+            os.kill(pid, signal.SIGKILL)
+        _drop(worker, samples / "letter.pdf")
+        first = asyncio.run(worker.run_once())
+        assert first.sent == 1
+        assert "render process stopped unexpectedly" in caplog.text
+
+        # A new render process took over: the next job renders in it.
+        _drop(worker, samples / "scan.jpg")
+        second = asyncio.run(worker.run_once())
+        assert second.sent == 1
+        after = {child.pid for child in multiprocessing.active_children()}
+        assert after and not after & before
+        assert {job.state for job in worker.store.list_jobs()} == {JobState.SENT}
+    finally:
+        worker.close()
