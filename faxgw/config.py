@@ -51,6 +51,18 @@ class SpoolConfig(_Section):
     settle_seconds: Annotated[float, Field(ge=0)] = 2.0
 
 
+def _check_template(template: str, known: str, **example: str) -> None:
+    """Fail now, not when the first fax is sent, on a placeholder that cannot be filled."""
+    try:
+        template.format(**example)
+    except KeyError as exc:
+        raise ValueError(f"unknown placeholder {{{exc.args[0]}}}; use {known}") from None
+    except (IndexError, ValueError) as exc:
+        # "{}" or "{0}", an unmatched brace: write a literal brace as {{ or }}
+        raise ValueError(f"is not a valid template ({exc}); use {known}, "
+                         "and {{ or }} for a brace") from None
+
+
 class ServiceConfig(_Section):
     """``[service]``: the Internet fax service that receives faxes by email.
 
@@ -85,6 +97,14 @@ class ServiceConfig(_Section):
             raise ValueError("must contain {e164}, {digits} or {national}")
         if "@" not in value:
             raise ValueError("must be an email address such as {e164}@fax.example.net")
+        _check_template(value, "{e164}, {digits} or {national}",
+                        e164="+4930123456", digits="4930123456", national="030123456")
+        return value
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_template(cls, value: str) -> str:
+        _check_template(value, "{number}", number="+4930123456")
         return value
 
     @field_validator("region")

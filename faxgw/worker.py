@@ -115,8 +115,10 @@ class Worker:
         # Rendering is CPU work in threads (pdfium in a process): a few at a time.
         self._render_count = max(1, min(4, os.cpu_count() or 1))
         # asyncio primitives belong to one event loop, and each asyncio.run() has its own.
-        self._primitives: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore,
-                                asyncio.Lock] | None = None
+        self._primitives: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        #: Jobs registered and not yet rendered: claims pass them over, so that a job is
+        #: never sent before its attachment and message are made.
+        self._rendering: set[str] = set()
         #: Messages built at intake, by job id, until sent (see :meth:`_render`).
         self._messages: dict[str, bytes] = {}
         self._message_bytes = 0
@@ -135,18 +137,17 @@ class Worker:
         """Renders under way at once (in threads)."""
         return self._loop_primitives()[1]
 
-    @property
-    def _claim_lock(self) -> asyncio.Lock:
-        """Held while jobs are registered and rendered, and while jobs are claimed: a claim
-        never takes a job that the intake has registered but not yet rendered."""
-        return self._loop_primitives()[2]
-
-    def _loop_primitives(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore,
-                                        asyncio.Lock]:
+    def _loop_primitives(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
         if self._primitives is None or self._primitives[0] is not loop:
-            self._primitives = (loop, asyncio.Semaphore(self._render_count), asyncio.Lock())
+            self._primitives = (loop, asyncio.Semaphore(self._render_count))
         return self._primitives
+
+    def _claim(self) -> list[Job]:
+        """Claim due jobs, except those of paused mailboxes and those still rendering."""
+        return self.store.claim_due(self.clock(), CLAIM_BATCH,
+                                    exclude_senders=self.gate.paused_accounts(),
+                                    exclude_ids=self._rendering)
 
     # -- start-up and intake -------------------------------------------------------------
 
@@ -254,12 +255,20 @@ class Worker:
     async def _register_and_render(self, intakes: list[Intake], summary: RunSummary) -> None:
         if not intakes:
             return
-        async with self._claim_lock:
-            jobs = [register(intake, config=self.config, store=self.store, spool=self.spool)
-                    for intake in intakes]
-            summary.taken += len(jobs)
+        jobs = []
+        for intake in intakes:
+            job = register(intake, config=self.config, store=self.store, spool=self.spool)
+            # No await between the two: no claim can come in between and take the job.
+            if job.state is JobState.QUEUED:
+                self._rendering.add(job.id)
+            jobs.append(job)
+        summary.taken += len(jobs)
+        try:
+            # Jobs taken before these may be claimed and sent meanwhile.
             await asyncio.gather(*(self._render(job, summary) for job in jobs
                                    if job.state is JobState.QUEUED))
+        finally:
+            self._rendering.difference_update(job.id for job in jobs)
 
     async def send_due(self, summary: RunSummary, intake: asyncio.Future[None] | None = None,
                        progress: asyncio.Event | None = None) -> None:
@@ -280,9 +289,7 @@ class Worker:
     async def _send_rounds(self, summary: RunSummary, intake: asyncio.Future[None] | None,
                            progress: asyncio.Event | None) -> None:
         while True:
-            async with self._claim_lock:
-                jobs = self.store.claim_due(self.clock(), CLAIM_BATCH,
-                                            exclude_senders=self.gate.paused_accounts())
+            jobs = self._claim()
             jobs, self._pending = self._pending + jobs, []
             if not jobs:
                 if intake is None or progress is None or intake.done() or self.stopping:
@@ -401,9 +408,7 @@ class Worker:
         mailbox's queue in this round, or wait for the next round."""
         if run.down is not None or self.gate.paused(run.account) is not None:
             return False
-        async with self._claim_lock:
-            jobs = self.store.claim_due(self.clock(), CLAIM_BATCH,
-                                        exclude_senders=self.gate.paused_accounts())
+        jobs = self._claim()
         grown: dict[str, _MailboxRun] = {}
         for job in jobs:
             target = self._runs.get(job.sender.lower())

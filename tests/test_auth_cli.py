@@ -221,3 +221,24 @@ def test_the_faxgw_command_has_the_auth_group(tmp_path: Path,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["account"] == ACCOUNT
+
+
+@pytest.mark.slow
+def test_most_verbose_log_shows_no_device_code_or_token(
+        tmp_path: Path, idp: LocalIdentityProvider) -> None:
+    """-vvv lets msal and the HTTP stack log at DEBUG; what they log is scrubbed."""
+    config_file = tmp_path / "faxgw.toml"
+    config_file.write_text(
+        "[auth]\nmethod = \"oauth2\"\nprovider = \"custom\"\n"
+        f"authority = \"{idp.authority}\"\nscopes = [\"{SCOPE}\"]\n"
+        f"client_id = \"{CLIENT_ID}\"\naccount = \"{ACCOUNT}\"\n"
+        f"ca_file = \"{idp.ca_file}\"\ntoken_cache = \"state/tokens.json\"\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "faxgw", "--config", str(config_file), "-vvv",
+                           "auth", "login"], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "event=" in done.stderr  # msal logged its token cache events
+    assert idp.last_device_code and idp.last_device_code[:24] not in done.stderr + done.stdout
+    for secret in idp.issued_tokens() + idp.refresh_tokens():
+        assert secret[:24] not in done.stderr + done.stdout

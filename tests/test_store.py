@@ -151,3 +151,17 @@ def test_times_are_stored_as_sortable_utc_text(tmp_path: Path) -> None:
     assert again == due and again is not None and again.utcoffset() == timedelta(0)
     assert datetime.fromisoformat(text) == datetime(2026, 11, 28, 4, 0, 0, 123, tzinfo=UTC)
     store.close()
+
+
+def test_claim_leaves_excluded_jobs_and_senders_alone(tmp_path: Path, clock: FakeClock) -> None:
+    store = SQLiteJobStore(tmp_path / "jobs.db", clock=clock)
+    rendering, paused, due = _job(), _job(), _job()
+    paused.sender = "paused@contoso.com"
+    for job in (rendering, paused, due):
+        store.add(job)
+    claimed = store.claim_due(clock(), 10, exclude_senders=["PAUSED@contoso.com"],
+                              exclude_ids={rendering.id})
+    assert [job.id for job in claimed] == [due.id]
+    assert store.get(rendering.id).state is JobState.QUEUED
+    assert [job.id for job in store.claim_due(clock(), 10)] == [rendering.id, paused.id]
+    store.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, FaxgwError
+from ..redact import SecretFilter
 from .context import CliContext
 
 
@@ -27,6 +28,9 @@ def setup_logging(verbose: int) -> None:
         stream=sys.stderr,
         force=True,
     )
+    # Libraries may log secrets at DEBUG (msal logs the device code): scrub every line.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(SecretFilter())
     # msal and the HTTP stack log request details at DEBUG; keep them quiet unless asked.
     for noisy in ("msal", "urllib3", "aiosmtplib", "mail.log", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 3 else logging.DEBUG)

@@ -48,10 +48,13 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def claim_due(
-        self, now: datetime, limit: int, *, exclude_senders: Iterable[str] = ()
+        self, now: datetime, limit: int, *, exclude_senders: Iterable[str] = (),
+        exclude_ids: Iterable[str] = (),
     ) -> list[Job]:
         """Atomically move due jobs (queued, or deferred with next_attempt_at <= now) to
-        ``sending`` and return them, oldest first. Two workers never claim the same job."""
+        ``sending`` and return them, oldest first. Two workers never claim the same job.
+
+        Jobs of ``exclude_senders`` (paused mailboxes) and ``exclude_ids`` are left alone."""
 
     @abc.abstractmethod
     def next_due_at(self) -> datetime | None:

@@ -289,7 +289,8 @@ class SQLiteJobStore(JobStore):
             self._event(job.id, "accepted", job.state, job.code, detail)
 
     def claim_due(
-        self, now: datetime, limit: int, *, exclude_senders: Iterable[str] = ()
+        self, now: datetime, limit: int, *, exclude_senders: Iterable[str] = (),
+        exclude_ids: Iterable[str] = (),
     ) -> list[Job]:
         """Move due jobs to ``sending`` and return them, oldest first."""
         excluded = list(exclude_senders)
@@ -298,6 +299,10 @@ class SQLiteJobStore(JobStore):
         if excluded:
             sql += f" AND lower(sender) NOT IN ({','.join('?' * len(excluded))})"
             args.extend(sender.lower() for sender in excluded)
+        skipped = list(exclude_ids)
+        if skipped:
+            sql += f" AND id NOT IN ({','.join('?' * len(skipped))})"
+            args.extend(skipped)
         sql += " ORDER BY created, id LIMIT ?"
         args.append(limit)
         with self._write():

@@ -195,6 +195,8 @@ class LocalIdentityProvider:
         self.poll_log: list[tuple[float, str]] = []
         self.requests: Counter[str] = Counter()
         self.last_user_code: str | None = None
+        #: The last device code issued (a secret: tests check that it is never shown).
+        self.last_device_code: str | None = None
         self._switches = _Switches()
         self._tokens: dict[str, IssuedToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
@@ -415,6 +417,7 @@ class LocalIdentityProvider:
                 user_code, client_id, scopes, self.now() + self.device_expires_in
             )
             self.last_user_code = user_code
+            self.last_device_code = device_code
         uri = f"{self.base_url}/devicelogin"
         return 200, {
             "user_code": user_code,
