@@ -818,9 +818,9 @@ def run_breakdown(workdir: Path, source: Path, server: Server, connections: int,
         (drop / f"scan-{index:03d}.pdf").write_bytes(source.read_bytes())
     start = time.perf_counter()
     dropped = spool.scan()
-    out["spool.scan, per dropped file (rename in, job.json twice, 7 fsyncs)"] = (
+    out["spool.scan, per dropped file (rename in, job.json once, 5 fsyncs)"] = (
         (time.perf_counter() - start) / len(dropped) * 1000)
-    timed("spool.submit (copy in, job.json twice, 8 fsyncs)",
+    timed("spool.submit (copy in, job.json once, 6 fsyncs)",
           lambda: intakes.append(spool.submit(NUMBER, [source])))
     jobs: list[Job] = []
     timed("intake.register (parse number, store.add)",

@@ -108,8 +108,11 @@ class Spool:
         return work
 
     def _commit(self, work: Path, intake: Intake) -> Intake:
-        # job.json is written again: documents or the refusal may have changed.
-        write_atomic(work / JOB_FILE, intake.to_file())
+        # job.json is written again only when the take changed it (a document vanished, a
+        # refusal): otherwise the plan written by _begin is already the record, and durable.
+        record = intake.to_file()
+        if (work / JOB_FILE).read_bytes() != record:
+            write_atomic(work / JOB_FILE, record)
         os.rename(work, self.layout.job_dir(intake.id))
         fsync_dir(self.layout.jobs)
         fsync_dir(self.layout.tmp)
