@@ -17,6 +17,7 @@ and the job is rendered in a thread instead, so that no job is lost to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -36,6 +37,9 @@ log = logging.getLogger("faxgw.render")
 
 __all__ = ["RenderPool", "service_processes"]
 
+#: How much lower (``nice``) render processes run than the worker.
+RENDER_NICENESS = 10
+
 # The render process's own view of the configuration, set once when it starts.
 _config: Config | None = None
 _spool: Spool | None = None
@@ -43,6 +47,10 @@ _spool: Spool | None = None
 
 def _start(config: Config) -> None:
     global _config, _spool
+    # Rendering is background work; the worker's sessions wait on round trips. At a lower
+    # priority a burst of renders takes what CPU is left, and never delays a reply being read.
+    with contextlib.suppress(OSError):
+        os.nice(RENDER_NICENESS)
     _config = config
     _spool = Spool(config.spool.dir, settle_seconds=config.spool.settle_seconds)
     parent = multiprocessing.parent_process()
