@@ -100,3 +100,17 @@ def test_a_render_process_that_dies_loses_no_job(
         assert {job.state for job in worker.store.list_jobs()} == {JobState.SENT}
     finally:
         worker.close()
+
+
+def test_render_processes_run_below_the_worker(make_config: MakeConfig) -> None:
+    from faxgw.renderpool import RENDER_NICENESS
+
+    worker = Worker(make_config(), render_processes=1)
+    try:
+        assert worker.render_pool is not None
+        worker.render_pool.wait_ready()
+        [child] = multiprocessing.active_children()
+        nice = int(Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[16])
+        assert nice == min(19, os.nice(0) + RENDER_NICENESS)
+    finally:
+        worker.close()
