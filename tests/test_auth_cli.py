@@ -206,9 +206,9 @@ def test_auth_test_with_a_password(tmp_path: Path) -> None:
         assert "wrong" not in result.output and PASSWORD not in result.output
 
 
-@pytest.mark.slow
-def test_the_faxgw_command_has_the_auth_group(tmp_path: Path,
-                                             idp: LocalIdentityProvider) -> None:
+def faxgw_command(tmp_path: Path, idp: LocalIdentityProvider,
+                  *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ``faxgw`` command with a config file for ``idp``."""
     config_file = tmp_path / "faxgw.toml"
     config_file.write_text(
         "[auth]\nmethod = \"oauth2\"\nprovider = \"custom\"\n"
@@ -216,9 +216,14 @@ def test_the_faxgw_command_has_the_auth_group(tmp_path: Path,
         f"client_id = \"{CLIENT_ID}\"\naccount = \"{ACCOUNT}\"\n"
         f"ca_file = \"{idp.ca_file}\"\ntoken_cache = \"state/tokens.json\"\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    done = subprocess.run([sys.executable, "-m", "faxgw", "--config", str(config_file), "auth",
-                           "status", "--json"], capture_output=True, text=True, env=env,
-                          timeout=60, check=False)
+    return subprocess.run([sys.executable, "-m", "faxgw", "--config", str(config_file), *args],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+@pytest.mark.slow
+def test_the_faxgw_command_has_the_auth_group(tmp_path: Path,
+                                             idp: LocalIdentityProvider) -> None:
+    done = faxgw_command(tmp_path, idp, "auth", "status", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["account"] == ACCOUNT
 
@@ -227,16 +232,7 @@ def test_the_faxgw_command_has_the_auth_group(tmp_path: Path,
 def test_most_verbose_log_shows_no_device_code_or_token(
         tmp_path: Path, idp: LocalIdentityProvider) -> None:
     """-vvv lets msal and the HTTP stack log at DEBUG; what they log is scrubbed."""
-    config_file = tmp_path / "faxgw.toml"
-    config_file.write_text(
-        "[auth]\nmethod = \"oauth2\"\nprovider = \"custom\"\n"
-        f"authority = \"{idp.authority}\"\nscopes = [\"{SCOPE}\"]\n"
-        f"client_id = \"{CLIENT_ID}\"\naccount = \"{ACCOUNT}\"\n"
-        f"ca_file = \"{idp.ca_file}\"\ntoken_cache = \"state/tokens.json\"\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    done = subprocess.run([sys.executable, "-m", "faxgw", "--config", str(config_file), "-vvv",
-                           "auth", "login"], capture_output=True, text=True, env=env,
-                          timeout=60, check=False)
+    done = faxgw_command(tmp_path, idp, "-vvv", "auth", "login")
     assert done.returncode == 0, done.stderr
     assert "event=" in done.stderr  # msal logged its token cache events
     assert idp.last_device_code and idp.last_device_code[:24] not in done.stderr + done.stdout
