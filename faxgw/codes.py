@@ -125,9 +125,10 @@ _TABLE: tuple[StatusCode, ...] = (
     StatusCode(
         CLIENT_SECRET,
         "client-secret",
-        "The app's client secret is wrong or has expired.",
+        "The app's client secret or certificate is wrong, expired or not registered.",
         "Create a new client secret in the app registration and put it in [auth] "
-        "client_secret_file or FAXGW_CLIENT_SECRET.",
+        "client_secret_file or FAXGW_CLIENT_SECRET, or upload the certificate of [auth] "
+        "client_certificate_file to the app registration (Certificates & secrets).",
         failure=False,
     ),
     StatusCode(

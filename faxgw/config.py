@@ -166,6 +166,8 @@ class AuthConfig(_Section):
     flow: Literal["device_code", "client_credentials"] = "device_code"
     account: str = ""
     client_secret_file: Path | None = None
+    #: ``client_credentials`` with a certificate: one PEM file, private key and certificate.
+    client_certificate_file: Path | None = None
     authority: str = ""
     ca_file: Path | None = None
     token_cache: Path = Path("../spool/state/tokens.json")
@@ -173,7 +175,8 @@ class AuthConfig(_Section):
     keepalive_days: Annotated[float, Field(gt=0)] = 7.0
     http_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
 
-    @field_validator("password_file", "client_secret_file", "ca_file", mode="before")
+    @field_validator("password_file", "client_secret_file", "client_certificate_file",
+                     "ca_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -368,6 +371,8 @@ def config_from_dict(raw: dict[str, Any], *, base: Path, source: Path | None = N
                 update={
                     "password_file": _resolve(base, config.auth.password_file),
                     "client_secret_file": _resolve(base, config.auth.client_secret_file),
+                    "client_certificate_file": _resolve(base,
+                                                        config.auth.client_certificate_file),
                     "ca_file": _resolve(base, config.auth.ca_file),
                     "token_cache": _resolve(base, config.auth.token_cache),
                 }

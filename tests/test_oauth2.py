@@ -30,6 +30,8 @@ from faxgw.config import Config, config_from_dict
 from faxgw.errors import AuthError, ConfigError, ConnectError
 from faxgw.testing.idp import LocalIdentityProvider
 
+from .certificates import app_certificate
+
 ACCOUNT = "fax@contoso.com"
 OTHER = "reception@contoso.com"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
@@ -497,6 +499,59 @@ def test_client_credentials_without_a_secret_is_a_config_error(
     with new_provider(app_only_config(tmp_path, idp)) as provider:
         with pytest.raises(ConfigError, match=r"\[auth\] client_secret_file"):
             provider.acquire(ACCOUNT)
+
+
+def test_client_credentials_with_a_certificate(
+    tmp_path: Path, idp: LocalIdentityProvider, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("FAXGW_CLIENT_SECRET", "ignored-when-a-certificate-is-set")
+    pem, certificate, key = app_certificate(tmp_path)
+    idp.add_client_certificate(CLIENT_ID, certificate)
+    config = app_only_config(tmp_path, idp, client_certificate_file=str(pem))
+    with caplog.at_level(logging.DEBUG), new_provider(config) as provider:
+        token = provider.acquire(ACCOUNT)
+        assert idp.validate(ACCOUNT, token.secret)
+        assert idp.requests["client_credentials"] == 1
+    key_body = key.decode().splitlines()[1]
+    assert key_body not in caplog.text and "ignored-when" not in caplog.text
+
+
+def test_unregistered_or_unusable_certificates(
+    tmp_path: Path, idp: LocalIdentityProvider, caplog: pytest.LogCaptureFixture,
+) -> None:
+    registered, certificate, _ = app_certificate(tmp_path, "registered")
+    idp.add_client_certificate(CLIENT_ID, certificate)
+    other, _, other_key = app_certificate(tmp_path, "other")
+    with new_provider(app_only_config(tmp_path, idp,
+                                      client_certificate_file=str(other))) as provider:
+        with pytest.raises(OAuth2Error) as caught:
+            provider.acquire(ACCOUNT)
+    assert (caught.value.code, caught.value.aadsts) == (codes.CLIENT_SECRET, 700027)
+    assert "not registered" in str(caught.value)
+
+    # A key with someone else's certificate, a file without a key, an encrypted key.
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_bytes(other_key + certificate)
+    no_key = tmp_path / "no-key.pem"
+    no_key.write_bytes(certificate)
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n"
+                         "-----END ENCRYPTED PRIVATE KEY-----\n" + certificate.decode())
+    for path, message in ((mixed, "does not belong to its private key"),
+                          (no_key, "has no private key"),
+                          (encrypted, "is encrypted")):
+        with new_provider(app_only_config(tmp_path, idp,
+                                          client_certificate_file=str(path))) as provider:
+            with pytest.raises(ConfigError, match=r"\[auth\] client_certificate_file: ") as bad:
+                provider.acquire(ACCOUNT)
+        assert message in str(bad.value) and "MII" not in str(bad.value)
+
+    registered.chmod(0o644)  # works, with a warning
+    with caplog.at_level(logging.WARNING), new_provider(app_only_config(
+            tmp_path, idp, client_certificate_file=str(registered))) as provider:
+        assert idp.validate(ACCOUNT, provider.acquire(ACCOUNT).secret)
+    assert "can be read by other users" in caplog.text
 
 
 # -- trust, secrecy, files ------------------------------------------------------------------

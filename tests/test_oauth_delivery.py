@@ -40,6 +40,8 @@ from faxgw.testing.idp import LocalIdentityProvider
 from faxgw.testing.smtp_server import FaxSMTPServer
 from faxgw.worker import Worker
 
+from .certificates import app_certificate
+
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNT = "fax@contoso.com"
 OTHER = "reception@contoso.com"
@@ -616,6 +618,25 @@ def test_client_credentials_send_as_the_account_without_sign_in(
     assert sheet["sign_in"] == "app-only (client credentials), no sign-in needed"
     assert all(CLIENT_SECRET not in text for text in gateway.outputs)
     assert CLIENT_SECRET not in gateway.caplog.text
+    gateway.assert_no_token_text()
+
+
+@pytest.mark.slow
+def test_client_credentials_with_a_certificate_send_without_sign_in(
+    gateway: Gateway, idp: LocalIdentityProvider, smtp: FaxSMTPServer, samples: Path,
+    tmp_path: Path,
+) -> None:
+    pem, certificate, key = app_certificate(tmp_path)
+    idp.add_client_certificate(CLIENT_ID, certificate)
+    gateway.configure(auth={"flow": "client_credentials", "scopes": [APP_SCOPE],
+                            "client_certificate_file": str(pem)})
+    job = gateway.queue(samples / "note.txt")
+    assert gateway.run_once() == {**NOTHING, "sent": 1}
+    _sent_as(smtp, ACCOUNT, 1)
+    assert gateway.job(job).state is JobState.SENT
+    assert idp.requests["client_credentials"] == 1
+    key_line = key.decode().splitlines()[1]
+    assert all(key_line not in text for text in gateway.outputs)
     gateway.assert_no_token_text()
 
 

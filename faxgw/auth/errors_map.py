@@ -63,6 +63,10 @@ BY_AADSTS: Mapping[int, Reason] = {
     90002: Reason(codes.APP_REGISTRATION, "the tenant was not found"),
     7000215: Reason(codes.CLIENT_SECRET, "the client secret is wrong"),
     7000222: Reason(codes.CLIENT_SECRET, "the client secret has expired"),
+    700027: Reason(codes.CLIENT_SECRET, "the client certificate is not registered for the "
+                   "app, or its signature does not match"),
+    700024: Reason(codes.CLIENT_SECRET, "the client assertion is outside its valid time "
+                   "(check this machine's clock)"),
     # Device code sign-in outcomes (also given by their OAuth error below).
     70019: Reason(codes.SIGN_IN_AGAIN, "the sign-in code expired before it was used"),
 }

@@ -44,9 +44,10 @@ from msal.exceptions import MsalServiceError  # type: ignore[import-untyped]
 from requests.adapters import HTTPAdapter
 
 from .. import codes
-from ..config import CLIENT_SECRET_ENV, AuthConfig, Config
+from ..config import AuthConfig, Config
 from ..errors import AuthError, ConfigError, ConnectError
 from .base import Credentials
+from .client_credential import client_credential
 from .device_flow import SLOW_DOWN_SECONDS, DeviceFlow, PollEvent, poll_until_done
 from .errors_map import OAuth2Error, auth_error, connect_error, network_reason
 from .token_cache import (
@@ -430,24 +431,12 @@ class OAuth2Provider:
 
     # -- msal application and the error boundary -----------------------------------------
 
-    def _client_secret(self) -> str:
-        from_env = os.environ.get(CLIENT_SECRET_ENV)
-        if from_env:
-            return from_env.strip()
-        path = self._auth.client_secret_file
-        if path is None:
-            raise ConfigError(f"[auth] client_secret_file: flow \"client_credentials\" needs "
-                              f"it, or {CLIENT_SECRET_ENV}")
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"[auth] client_secret_file: cannot read {path}: "
-                              f"{exc.strerror}") from None
-
     def _application(self) -> msal.ClientApplication:
-        """The msal application, built on first use and again when the secret changes."""
-        secret = self._client_secret() if self.settings.app_only else None
-        digest = hashlib.sha256(secret.encode()).hexdigest() if secret else None
+        """The msal application, built on first use and again when the app's credential
+        (secret or certificate) changes."""
+        credential = client_credential(self._auth) if self.settings.app_only else None
+        digest = (hashlib.sha256(json.dumps(credential, sort_keys=True).encode()).hexdigest()
+                  if credential else None)
         if self._app is not None and digest == self._secret_digest:
             return self._app
         options: dict[str, Any] = {
@@ -460,9 +449,9 @@ class OAuth2Provider:
             options["instance_discovery"] = False
         try:
             # Building the application fetches <authority>/v2.0/.well-known/openid-configuration.
-            if secret is not None:
+            if credential is not None:
                 app: msal.ClientApplication = msal.ConfidentialClientApplication(
-                    self.settings.client_id, client_credential=secret, **options)
+                    self.settings.client_id, client_credential=credential, **options)
             else:
                 app = msal.PublicClientApplication(self.settings.client_id, **options)
         except ValueError:

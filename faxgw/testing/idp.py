@@ -29,6 +29,8 @@ State and switches (all thread-safe; the server runs in its own threads):
   ``invalid_grant`` with that code; a new sign-in issues working ones.
 - :meth:`fail` ``(grant, aadsts, …)``: make a grant (``devicecode``, ``device_code``,
   ``refresh_token``, ``client_credentials``) fail with an Entra error until :meth:`clear_failures`.
+- :meth:`add_client_certificate`: a certificate whose key may sign client assertions
+  (``private_key_jwt``, checked by :mod:`faxgw.testing.idp_assertion`);
 - :meth:`add_client_secret` / :meth:`expire_client_secret`: client credentials checks
   (AADSTS7000215 wrong secret, 7000222 expired).
 - :attr:`requests`: a counter per grant and endpoint (proves that a keep-alive refreshed).
@@ -55,6 +57,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import trustme
+
+from faxgw.testing.idp_assertion import JWT_BEARER, verify_client_assertion
 
 log = logging.getLogger("faxgw.testing.idp")
 
@@ -89,6 +93,9 @@ DESCRIPTIONS: dict[int, tuple[str, str]] = {
              "happen if the application has not been installed by the administrator."),
     7000215: ("invalid_client", "Invalid client secret provided. Ensure the secret being sent "
               "in the request is the client secret value, not the client secret ID."),
+    700027: ("invalid_client", "Client assertion failed signature validation, or the "
+             "certificate used to sign it is not registered on the application."),
+    700024: ("invalid_client", "Client assertion is not within its valid time range."),
     7000222: ("invalid_client", "The provided client secret keys for app are expired. Visit "
               "the Azure portal to create new keys for your app."),
     70016: ("authorization_pending", "OAuth 2.0 device flow error. Authorization is pending. "
@@ -203,6 +210,7 @@ class LocalIdentityProvider:
         self._devices: dict[str, DeviceCode] = {}
         self._failures: list[Failure] = []
         self._secrets: dict[str, dict[str, bool]] = {}  # client_id → secret → expired
+        self._certificates: dict[str, list[bytes]] = {}  # client_id → PEM certificates
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -352,6 +360,11 @@ class LocalIdentityProvider:
         with self._lock:
             self._secrets.setdefault(client_id, {})[secret] = False
 
+    def add_client_certificate(self, client_id: str, certificate_pem: bytes) -> None:
+        """Register a certificate for the client credentials grant (``private_key_jwt``)."""
+        with self._lock:
+            self._certificates.setdefault(client_id, []).append(certificate_pem)
+
     def expire_client_secret(self, client_id: str, secret: str) -> None:
         """The secret exists but has expired (AADSTS7000222)."""
         with self._lock:
@@ -397,7 +410,8 @@ class LocalIdentityProvider:
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["client_secret_post",
-                                                      "client_secret_basic"],
+                                                      "client_secret_basic",
+                                                      "private_key_jwt"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "tenant_region_scope": "EU",
         }
@@ -506,6 +520,14 @@ class LocalIdentityProvider:
             if failure is not None:
                 return failure.status, self._error_body(failure.error, failure.aadsts,
                                                         client_id)
+            if form.get("client_assertion_type") == JWT_BEARER:
+                refused = verify_client_assertion(
+                    form.get("client_assertion", ""), self._certificates.get(client_id, []),
+                    client_id=client_id, token_endpoint_prefix=self.base_url, now=self.now())
+                if refused is not None:
+                    return 401, self._error_body("invalid_client", refused, client_id)
+                scopes = tuple(form.get("scope", "").split())
+                return 200, self._issue(None, client_id, scopes, with_refresh=False)
             known = self._secrets.get(client_id, {})
             if secret not in known:
                 return 401, self._error_body("invalid_client", 7000215, client_id)
