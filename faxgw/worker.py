@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import threading
 from collections import deque
@@ -32,14 +31,7 @@ from .intake import register
 from .jobs import Job, JobState, utcnow
 from .outcomes import Recorder, RunSummary
 from .pacing import MailboxPacer
-from .prepare import (
-    attachment_for,
-    build_message,
-    record_rendered,
-    render_and_build,
-    render_job,
-)
-from .profiles import rules_for
+from .preparer import Preparer
 from .renderpool import RenderPool
 from .spool import Intake, Spool
 from .store import JobStore, open_store
@@ -51,9 +43,6 @@ log = logging.getLogger("faxgw.worker")
 CLAIM_BATCH = 500
 #: A job refused for "too many connections" this often in one run waits a minute instead.
 MAX_THROTTLES_PER_JOB = 2
-#: Messages built at intake and kept in memory until sent, at most this many bytes; beyond
-#: it (a large burst) a message is built just before it is sent.
-MESSAGE_BUFFER_BYTES = 32 * 1024 * 1024
 
 __all__ = ["RunSummary", "Worker"]
 
@@ -98,11 +87,9 @@ class Worker:
             # (tens of milliseconds); a ca_file that cannot be loaded is reported then.
             with contextlib.suppress(ConfigError):
                 tls_context(config.smtp)
-        self.render_pool: RenderPool | None = None
-        if render_processes > 0:
-            self.render_pool = RenderPool(config, self.spool, render_processes)
-            self.render_pool.warm()
         self.store = store if store is not None else open_store(config, clock=clock)
+        self.preparer = Preparer(config, self.spool, self.store,
+                                 render_processes=render_processes)
         self.credentials = credentials if credentials is not None else make_provider(config)
         self.clock = clock
         self.recorder = Recorder(config, self.store, self.spool, clock, rng or random.Random())
@@ -111,17 +98,6 @@ class Worker:
             connections=config.limits.connections,
             messages_per_minute=config.limits.messages_per_minute))
         self._pacers: dict[str, MailboxPacer] = {}
-        self.rules = rules_for(config.service)
-        # Rendering is CPU work in threads (pdfium in a process): a few at a time.
-        self._render_count = max(1, min(4, os.cpu_count() or 1))
-        # asyncio primitives belong to one event loop, and each asyncio.run() has its own.
-        self._primitives: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
-        #: Jobs registered and not yet rendered: claims pass them over, so that a job is
-        #: never sent before its attachment and message are made.
-        self._rendering: set[str] = set()
-        #: Messages built at intake, by job id, until sent (see :meth:`_render`).
-        self._messages: dict[str, bytes] = {}
-        self._message_bytes = 0
         #: Open, authenticated sessions between two rounds of one ``send_due``, by mailbox.
         self._idle: dict[str, list[SmtpSession]] = {}
         #: The mailboxes being sent in the current round; jobs a refill claims for a
@@ -133,21 +109,15 @@ class Worker:
         self.stopping = False
 
     @property
-    def _render_slots(self) -> asyncio.Semaphore:
-        """Renders under way at once (in threads)."""
-        return self._loop_primitives()[1]
-
-    def _loop_primitives(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        if self._primitives is None or self._primitives[0] is not loop:
-            self._primitives = (loop, asyncio.Semaphore(self._render_count))
-        return self._primitives
+    def render_pool(self) -> RenderPool | None:
+        """The render processes (``faxgw run``), or None when rendering in threads."""
+        return self.preparer.render_pool
 
     def _claim(self) -> list[Job]:
         """Claim due jobs, except those of paused mailboxes and those still rendering."""
         return self.store.claim_due(self.clock(), CLAIM_BATCH,
                                     exclude_senders=self.gate.paused_accounts(),
-                                    exclude_ids=self._rendering)
+                                    exclude_ids=self.preparer.rendering)
 
     # -- start-up and intake -------------------------------------------------------------
 
@@ -162,27 +132,12 @@ class Worker:
         self._started = True
 
     async def _render(self, job: Job, summary: RunSummary) -> Job | None:
-        """Render and pre-flight one job; a job that cannot pass fails now (None).
-
-        The email is built in the same thread, while there is room for it in memory: a
-        session then finds it ready and does not keep the other sessions' replies waiting
-        while it builds one on the event loop.
-        """
-        build = self._message_bytes < MESSAGE_BUFFER_BYTES
-        async with self._render_slots:
-            try:
-                if self.render_pool is not None:
-                    rendered, message = await self.render_pool.render(job, build=build)
-                else:
-                    rendered, message = await asyncio.to_thread(
-                        render_and_build, job, self.spool, self.config, build=build)
-            except JobError as exc:
-                self.recorder.input_failed(job, exc, summary)
-                return None
-        if message is not None:
-            self._messages[job.id] = message
-            self._message_bytes += len(message)
-        return record_rendered(self.store, job, rendered)
+        """Render, pre-flight and build one job; a job that cannot pass fails now (None)."""
+        try:
+            return await self.preparer.render(job)
+        except JobError as exc:
+            self.recorder.input_failed(job, exc, summary)
+            return None
 
     # -- sending -------------------------------------------------------------------------
 
@@ -205,8 +160,7 @@ class Worker:
             await asyncio.gather(intake, return_exceptions=True)
             # Messages of jobs not sent in this run (deferred, paused) are built anew when
             # they are due: their Date is then the date they leave.
-            self._messages.clear()
-            self._message_bytes = 0
+            self.preparer.forget_messages()
         intake.result()  # an intake error (the spool cannot be written) is not swallowed
         return summary
 
@@ -229,7 +183,7 @@ class Worker:
                 loop.call_soon_threadsafe(taken.put_nowait, None)
 
         scanning = asyncio.ensure_future(asyncio.to_thread(scan))
-        batch_size = self._render_count  # as many as render at once
+        batch_size = self.preparer.concurrency  # as many as render at once
         done = False
         try:
             while not done:
@@ -260,7 +214,7 @@ class Worker:
             job = register(intake, config=self.config, store=self.store, spool=self.spool)
             # No await between the two: no claim can come in between and take the job.
             if job.state is JobState.QUEUED:
-                self._rendering.add(job.id)
+                self.preparer.rendering.add(job.id)
             jobs.append(job)
         summary.taken += len(jobs)
         try:
@@ -268,7 +222,7 @@ class Worker:
             await asyncio.gather(*(self._render(job, summary) for job in jobs
                                    if job.state is JobState.QUEUED))
         finally:
-            self._rendering.difference_update(job.id for job in jobs)
+            self.preparer.rendering.difference_update(job.id for job in jobs)
 
     async def send_due(self, summary: RunSummary, intake: asyncio.Future[None] | None = None,
                        progress: asyncio.Event | None = None) -> None:
@@ -486,23 +440,8 @@ class Worker:
         return session
 
     async def _prepare(self, job: Job) -> bytes:
-        """The job's message as bytes: built at intake, or built now (in a thread, so the
-        other sessions' replies are read meanwhile). The attachment was made at intake; it
-        is made again only when it is missing (a job folder recovered, a job sent again by
-        retry)."""
-        message = self._messages.pop(job.id, None)
-        if message is not None:
-            self._message_bytes -= len(message)
-            return message
-        attachment = attachment_for(job, self.spool, self.rules)
-        if job.pages is None or not attachment.exists():
-            async with self._render_slots:
-                rendered = await asyncio.to_thread(render_job, job, self.spool, self.config)
-            job = record_rendered(self.store, job, rendered)
-            attachment = rendered.path
-        if self.render_pool is not None:
-            return await self.render_pool.build(job, attachment)
-        return await asyncio.to_thread(build_message, job, attachment, self.config)
+        """The job's message as bytes (see :meth:`Preparer.message`)."""
+        return await self.preparer.message(job)
 
     # -- housekeeping --------------------------------------------------------------------
 
@@ -519,8 +458,7 @@ class Worker:
     def close(self) -> None:
         """Release the store, the render processes and the credential provider's
         connections."""
-        if self.render_pool is not None:
-            self.render_pool.close()
+        self.preparer.close()
         self.store.close()
         close = getattr(self.credentials, "close", None)
         if close is not None:

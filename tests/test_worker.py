@@ -323,10 +323,10 @@ def test_each_message_carries_its_own_jobs_attachment(
 ) -> None:
     """Messages are built with the render while there is room in memory, else just before
     they are sent; a job not sent in its run (here: deferred) is built again later."""
-    import faxgw.worker as worker_module
+    import faxgw.preparer as preparer_module
 
     if buffer_bytes is not None:
-        monkeypatch.setattr(worker_module, "MESSAGE_BUFFER_BYTES", buffer_bytes)
+        monkeypatch.setattr(preparer_module, "MESSAGE_BUFFER_BYTES", buffer_bytes)
     config = make_config(smtp_server, retry={"backoff": [10], "jitter": 0},
                          limits={"connections": 1})
     worker = Worker(config, clock=clock)
