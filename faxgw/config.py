@@ -31,6 +31,7 @@ DEFAULT_CONFIG = Path("config/faxgw.toml")
 CONFIG_ENV = "FAXGW_CONFIG"
 PASSWORD_ENV = "FAXGW_SMTP_PASSWORD"
 CLIENT_SECRET_ENV = "FAXGW_CLIENT_SECRET"
+CLIENT_CERTIFICATE_PASSWORD_ENV = "FAXGW_CLIENT_CERTIFICATE_PASSWORD"
 
 #: What a provider preset fills in for ``[smtp]`` when the user did not set it.
 PROVIDER_SMTP: dict[str, dict[str, Any]] = {
@@ -166,8 +167,11 @@ class AuthConfig(_Section):
     flow: Literal["device_code", "client_credentials"] = "device_code"
     account: str = ""
     client_secret_file: Path | None = None
-    #: ``client_credentials`` with a certificate: one PEM file, private key and certificate.
+    #: ``client_credentials`` with a certificate: one PEM file (private key and certificate)
+    #: or a PKCS#12 file (.pfx, .p12).
     client_certificate_file: Path | None = None
+    #: The password of an encrypted key or PKCS#12 file (or FAXGW_CLIENT_CERTIFICATE_PASSWORD).
+    client_certificate_password_file: Path | None = None
     authority: str = ""
     ca_file: Path | None = None
     token_cache: Path = Path("../spool/state/tokens.json")
@@ -176,7 +180,7 @@ class AuthConfig(_Section):
     http_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("password_file", "client_secret_file", "client_certificate_file",
-                     "ca_file", mode="before")
+                     "client_certificate_password_file", "ca_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -373,6 +377,8 @@ def config_from_dict(raw: dict[str, Any], *, base: Path, source: Path | None = N
                     "client_secret_file": _resolve(base, config.auth.client_secret_file),
                     "client_certificate_file": _resolve(base,
                                                         config.auth.client_certificate_file),
+                    "client_certificate_password_file": _resolve(
+                        base, config.auth.client_certificate_password_file),
                     "ca_file": _resolve(base, config.auth.ca_file),
                     "token_cache": _resolve(base, config.auth.token_cache),
                 }

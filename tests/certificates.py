@@ -29,3 +29,28 @@ def app_certificate(folder: Path, name: str = "app") -> tuple[Path, bytes, bytes
     path.write_bytes(key_pem + cert_pem)
     path.chmod(0o600)
     return path, cert_pem, key_pem
+
+
+def as_pkcs12(path: Path, key_pem: bytes, certificate_pem: bytes, password: bytes) -> Path:
+    """The key and certificate as a password-protected PKCS#12 (.pfx) file, as exported from
+    Windows or Azure Key Vault."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    path.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"faxgw", key, x509.load_pem_x509_certificate(certificate_pem), None,
+        serialization.BestAvailableEncryption(password)))
+    path.chmod(0o600)
+    return path
+
+
+def encrypted_pem(path: Path, key_pem: bytes, certificate_pem: bytes, password: bytes) -> Path:
+    """The key encrypted with ``password`` and the certificate, in one PEM file."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(password))
+                     + certificate_pem)
+    path.chmod(0o600)
+    return path

@@ -30,7 +30,7 @@ from faxgw.config import Config, config_from_dict
 from faxgw.errors import AuthError, ConfigError, ConnectError
 from faxgw.testing.idp import LocalIdentityProvider
 
-from .certificates import app_certificate
+from .certificates import app_certificate, as_pkcs12, encrypted_pem
 
 ACCOUNT = "fax@contoso.com"
 OTHER = "reception@contoso.com"
@@ -517,6 +517,38 @@ def test_client_credentials_with_a_certificate(
     assert key_body not in caplog.text and "ignored-when" not in caplog.text
 
 
+def test_pkcs12_and_encrypted_key_files_open_with_their_password(
+    tmp_path: Path, idp: LocalIdentityProvider, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FAXGW_CLIENT_CERTIFICATE_PASSWORD", raising=False)
+    _, certificate, key = app_certificate(tmp_path)
+    idp.add_client_certificate(CLIENT_ID, certificate)
+    pfx = as_pkcs12(tmp_path / "app.pfx", key, certificate, b"pfx password")
+    locked = encrypted_pem(tmp_path / "locked.pem", key, certificate, b"pem password")
+    password_file = tmp_path / "certificate-password"
+    password_file.write_text("pfx password\n")
+
+    def acquire(**auth: Any) -> str:
+        with new_provider(app_only_config(tmp_path, idp, **auth)) as provider:
+            return provider.acquire(ACCOUNT).secret
+
+    assert idp.validate(ACCOUNT, acquire(client_certificate_file=str(pfx),
+                                         client_certificate_password_file=str(password_file)))
+    monkeypatch.setenv("FAXGW_CLIENT_CERTIFICATE_PASSWORD", "pem password")
+    assert idp.validate(ACCOUNT, acquire(client_certificate_file=str(locked)))
+
+    # The wrong password, and no password at all: a config error that says so.
+    with pytest.raises(ConfigError, match=r"cannot be opened as a PKCS#12 file \(the password "
+                                          r"is wrong\)") as wrong:
+        acquire(client_certificate_file=str(pfx))
+    assert "pem password" not in str(wrong.value)
+    monkeypatch.delenv("FAXGW_CLIENT_CERTIFICATE_PASSWORD")
+    with pytest.raises(ConfigError, match="client_certificate_password_file"):
+        acquire(client_certificate_file=str(pfx))
+    with pytest.raises(ConfigError, match="is encrypted: put its password"):
+        acquire(client_certificate_file=str(locked))
+
+
 def test_unregistered_or_unusable_certificates(
     tmp_path: Path, idp: LocalIdentityProvider, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -530,17 +562,13 @@ def test_unregistered_or_unusable_certificates(
     assert (caught.value.code, caught.value.aadsts) == (codes.CLIENT_SECRET, 700027)
     assert "not registered" in str(caught.value)
 
-    # A key with someone else's certificate, a file without a key, an encrypted key.
+    # A key with someone else's certificate, a file without a key.
     mixed = tmp_path / "mixed.pem"
     mixed.write_bytes(other_key + certificate)
     no_key = tmp_path / "no-key.pem"
     no_key.write_bytes(certificate)
-    encrypted = tmp_path / "encrypted.pem"
-    encrypted.write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n"
-                         "-----END ENCRYPTED PRIVATE KEY-----\n" + certificate.decode())
     for path, message in ((mixed, "does not belong to its private key"),
-                          (no_key, "has no private key"),
-                          (encrypted, "is encrypted")):
+                          (no_key, "has no private key")):
         with new_provider(app_only_config(tmp_path, idp,
                                           client_certificate_file=str(path))) as provider:
             with pytest.raises(ConfigError, match=r"\[auth\] client_certificate_file: ") as bad:
