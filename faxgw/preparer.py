@@ -18,8 +18,9 @@ import os
 
 from .config import Config
 from .jobs import Job
-from .prepare import attachment_for, build_message, record_rendered, render_and_build, render_job
+from .prepare import attachment_for, build_message, record_rendered, render_and_build
 from .profiles import rules_for
+from .render import Rendered
 from .renderpool import RenderPool
 from .spool import Spool
 from .store.base import JobStore
@@ -64,13 +65,8 @@ class Preparer:
         """Render and pre-flight ``job``, build its email while there is room, record the
         attachment on the job. Raises :class:`~faxgw.errors.JobError` for a job that cannot
         be sent as it is."""
-        build = self._message_bytes < MESSAGE_BUFFER_BYTES
-        async with self._render_slots():
-            if self.render_pool is not None:
-                rendered, message = await self.render_pool.render(job, build=build)
-            else:
-                rendered, message = await asyncio.to_thread(
-                    render_and_build, job, self.spool, self.config, build=build)
+        rendered, message = await self._render_and_build(
+            job, build=self._message_bytes < MESSAGE_BUFFER_BYTES)
         if message is not None:
             self._messages[job.id] = message
             self._message_bytes += len(message)
@@ -86,13 +82,22 @@ class Preparer:
             return message
         attachment = attachment_for(job, self.spool, self.rules)
         if job.pages is None or not attachment.exists():
-            async with self._render_slots():
-                rendered = await asyncio.to_thread(render_job, job, self.spool, self.config)
-            job = record_rendered(self.store, job, rendered)
-            attachment = rendered.path
+            rendered, message = await self._render_and_build(job, build=True)
+            record_rendered(self.store, job, rendered)
+            assert message is not None
+            return message
         if self.render_pool is not None:
             return await self.render_pool.build(job, attachment)
         return await asyncio.to_thread(build_message, job, attachment, self.config)
+
+    async def _render_and_build(self, job: Job, *, build: bool
+                                ) -> tuple[Rendered, bytes | None]:
+        """One render (and build), in a render process or a thread, a few at a time."""
+        async with self._render_slots():
+            if self.render_pool is not None:
+                return await self.render_pool.render(job, build=build)
+            return await asyncio.to_thread(render_and_build, job, self.spool, self.config,
+                                           build=build)
 
     def forget_messages(self) -> None:
         """Drop the messages built ahead (end of a run): jobs not sent in it get a new one,

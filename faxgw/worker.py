@@ -167,8 +167,8 @@ class Worker:
     async def _take_intake_overlapped(self, summary: RunSummary,
                                       progress: asyncio.Event) -> None:
         """Take the intake while the sessions send: files are taken in a thread (renames
-        and fsyncs); each batch is registered and rendered under the claim lock, and
-        ``progress`` is set after each batch and at the end."""
+        and fsyncs); each batch is registered and rendered (claims pass over its jobs until
+        they are rendered), and ``progress`` is set after each batch and at the end."""
         loop = asyncio.get_running_loop()
         taken: asyncio.Queue[Intake | None] = asyncio.Queue()
         stop = threading.Event()
