@@ -63,12 +63,13 @@ from typing import Any
 ROOT = Path(os.environ.get("FAXGW_BENCH_SRC") or Path(__file__).resolve().parent.parent)
 sys.path.insert(0, str(ROOT))
 
+from faxgw.app.wiring import build_worker  # noqa: E402
 from faxgw.config import Config, config_from_dict  # noqa: E402
-from faxgw.intake import register  # noqa: E402
-from faxgw.jobs import Job, JobState  # noqa: E402
+from faxgw.domain.jobs import Job, JobState  # noqa: E402
+from faxgw.engine.worker import Worker  # noqa: E402
+from faxgw.intake.register import register  # noqa: E402
 from faxgw.render import render_pdf  # noqa: E402
 from faxgw.store.sqlite import SQLiteJobStore  # noqa: E402
-from faxgw.worker import Worker  # noqa: E402
 
 USER = "fax@contoso.com"
 PASSWORD = "bench password 42"
@@ -334,8 +335,8 @@ class Probes:
     They wrap, for the one run, whichever of these exist: ``Worker.take_intake`` (how long
     intake runs before the first claim), ``Worker._prepare`` (the message of each job as the
     session loop waits for it), ``asyncio.to_thread`` (the rendering: from hand-off to
-    result, and the part spent running in the thread) and ``SmtpSession`` as faxgw.worker
-    uses it (sessions opened, when the first and last message were accepted). faxgw's code
+    result, and the part spent running in the thread) and the sessions the worker's transport
+    opens (sessions opened, when the first and last message were accepted). faxgw's code
     is unchanged.
     """
 
@@ -347,14 +348,12 @@ class Probes:
         self.thread_run_ms: list[float] = []
         self.sessions = 0
         self.sends: list[float] = []
-        #: (session, start, end) of every SmtpSession.send, for the per-session cycle.
+        #: (session, start, end) of every session's send, for the per-session cycle.
         self.send_spans: list[tuple[int, float, float]] = []
 
     @contextlib.contextmanager
     def installed(self, worker: Worker) -> Iterator[None]:
         import inspect
-
-        import faxgw.worker as worker_module
 
         probes = self
         patched: list[str] = []
@@ -408,28 +407,35 @@ class Probes:
             finally:
                 probes.thread_wall_ms.append((time.perf_counter() - start) * 1000)
 
-        original_session = worker_module.SmtpSession
+        transport = worker.transport
+        original_session = transport.session
 
-        class CountingSession(original_session):  # type: ignore[misc,valid-type]
-            async def open(self) -> None:
+        def counting_session(account: str) -> Any:
+            session = original_session(account)
+            opened, sent = session.open, session.send
+
+            async def open_counted() -> None:
                 probes.sessions += 1
-                await super().open()
+                await opened()
 
-            async def send(self, *a: Any, **kw: Any) -> str:
+            async def send_timed(*a: Any, **kw: Any) -> Any:
                 start = time.perf_counter()
-                reply = await super().send(*a, **kw)
+                accepted = await sent(*a, **kw)
                 end = time.perf_counter()
                 probes.sends.append(end - probes.t0)
-                probes.send_spans.append((id(self), start, end))
-                return reply
+                probes.send_spans.append((id(session), start, end))
+                return accepted
+
+            session.open, session.send = open_counted, send_timed
+            return session
 
         asyncio.to_thread = timed_to_thread  # type: ignore[assignment]
-        worker_module.SmtpSession = CountingSession  # type: ignore[misc]
+        transport.session = counting_session
         try:
             yield
         finally:
             asyncio.to_thread = original_to_thread  # type: ignore[assignment]
-            worker_module.SmtpSession = original_session  # type: ignore[misc]
+            del transport.session
             for name in patched:
                 delattr(worker, name)
 
@@ -495,12 +501,12 @@ def run_faxgw(args: argparse.Namespace, workdir: Path, server: Server, source: P
     processes = 0
     if args.render == "processes":
         try:
-            from faxgw.renderpool import service_processes
+            from faxgw.engine.renderpool import service_processes
         except ImportError:  # a faxgw that renders only in threads
             pass
         else:
             processes = service_processes()
-    worker = Worker(config, render_processes=processes) if processes else Worker(config)
+    worker = build_worker(config, render_processes=processes)
     pool = getattr(worker, "render_pool", None)
     if pool is not None:
         # The burst arrives at a running service (faxgw run), whose render processes
@@ -508,7 +514,7 @@ def run_faxgw(args: argparse.Namespace, workdir: Path, server: Server, source: P
         pool.wait_ready()
     data = source.read_bytes()
     try:
-        from faxgw.prepare import prepare as submit_prepare
+        from faxgw.app.submit import prepare as submit_prepare
     except ImportError:  # a faxgw that renders only when it sends
         submit_prepare = None
     received_before, _ = server.received()
@@ -542,7 +548,8 @@ def run_faxgw(args: argparse.Namespace, workdir: Path, server: Server, source: P
                 for _ in range(args.jobs):
                     # What ``faxgw submit`` does: copy in, register, render and pre-flight.
                     intake = worker.spool.submit(NUMBER, [source])
-                    job = register(intake, config=config, store=worker.store, spool=worker.spool)
+                    job = register(intake, config=config, store=worker.store,
+                                   documents=worker.spool)
                     if submit_prepare is not None and job.state is JobState.QUEUED:
                         submit_prepare(worker.store, worker.spool, config, job)
             intake_done = time.perf_counter()
@@ -745,12 +752,13 @@ def scan_case(workdir: Path, name: str, finished: int, not_due: int,
         if round_ == 0:
             db.set_trace_callback(statements.append)
         start = time.perf_counter()
-        claimed = store.claim_due(now, 500)
+        claimed = store.claim_due(now, 500, owner="bench", lease_until=now + timedelta(hours=1))
         claim_times.append(time.perf_counter() - start)
         db.set_trace_callback(None)
         assert len(claimed) == 100, len(claimed)
         with store._write():  # noqa: SLF001 - untimed: put the 100 jobs back
-            db.execute("UPDATE jobs SET state = 'queued' WHERE state = 'sending'")
+            db.execute("UPDATE jobs SET state = 'queued', owner = NULL, lease_until = NULL"
+                       " WHERE state = 'sending'")
     for _ in range(repeat * 10):
         start = time.perf_counter()
         store.next_due_at()
@@ -789,10 +797,10 @@ def run_breakdown(workdir: Path, source: Path, server: Server, connections: int,
     """Per-job cost of the steps the worker runs, each measured alone, in ms."""
     from email.generator import BytesGenerator
 
-    from faxgw.mail import compose
+    from faxgw.fax.message import compose
 
     try:  # the lean build the worker uses (faxgw versions that have it)
-        from faxgw.mail import message_bytes
+        from faxgw.fax.message import message_bytes
     except ImportError:
         message_bytes = None
 
@@ -800,7 +808,7 @@ def run_breakdown(workdir: Path, source: Path, server: Server, connections: int,
     folder = workdir / "breakdown"
     folder.mkdir()
     config = make_config(folder, server, connections)
-    worker = Worker(config)
+    worker = build_worker(config)
     spool = worker.spool
 
     def timed(name: str, func: Callable[[], Any]) -> Any:
@@ -825,17 +833,17 @@ def run_breakdown(workdir: Path, source: Path, server: Server, connections: int,
     jobs: list[Job] = []
     timed("intake.register (parse number, store.add)",
           lambda: jobs.append(register(intakes[len(jobs)], config=config, store=worker.store,
-                                       spool=spool)))
+                                       documents=spool)))
     target = folder / "render.pdf"
     timed("render_pdf alone (pypdf read + write, 2 fsyncs)", lambda: render_pdf([source], target))
     try:  # what the worker calls per job: render + cover + pre-flight, as the service wants
-        from faxgw.prepare import render_job
+        from faxgw.render.job import render_job
     except ImportError:
         pass
     else:
         queued = [job for job in jobs if job.state is JobState.QUEUED]
         if queued:
-            timed("prepare.render_job (what the worker runs per job)",
+            timed("render.job.render_job (what the worker runs per job)",
                   lambda: render_job(queued[0], spool, config))
     job = worker.store.get(jobs[0].id)
     job.pages, job.bytes = 1, target.stat().st_size
@@ -847,7 +855,7 @@ def run_breakdown(workdir: Path, source: Path, server: Server, connections: int,
 
     timed("compose + flatten with email.generator (base64 of the PDF)", flatten)
     if message_bytes is not None:
-        timed("mail.message_bytes (what the worker builds per job)",
+        timed("fax.message.message_bytes (what the worker builds per job)",
               lambda: message_bytes(job, target))
     counter = iter(range(repeat * 4))
     timed("store.update 'rendered' (1 commit)",
@@ -1072,7 +1080,7 @@ def print_report(report: dict[str, Any]) -> None:
         cycle = pr.get("session_cycle")
         if cycle:
             print(f"        per session and message: {cycle['send_ms']:.1f} ms in "
-                  f"SmtpSession.send (MAIL, RCPT, DATA, data: the server's round trips), "
+                  f"the session's send (MAIL, RCPT, DATA, data: the server's round trips), "
                   f"{cycle['between_sends_ms']:.1f} ms between two sends (faxgw's own work); "
                   "in send by quarter of the sending time: "
                   + " / ".join(f"{v:.1f}" for v in cycle.get("send_ms_by_quarter", [])) + " ms")

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
+from .domain.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/faxgw.toml")
 CONFIG_ENV = "FAXGW_CONFIG"

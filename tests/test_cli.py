@@ -138,3 +138,34 @@ def test_demo_sends_every_sample(tmp_path: Path) -> None:
     assert result.stdout.count(" sent ") >= 3
     for pages in ("(3 pages,", "(1 page,"):  # each email's attachment, described
         assert pages in result.stdout
+
+
+def test_an_os_error_reaching_main_is_one_line_and_its_trace_goes_to_the_log(
+        configured: Path, samples: Path, tmp_path: Path) -> None:
+    """Whatever escapes a command (here the spool's tmp/ is a file, so nothing can be
+    assembled in it) is one line on stderr; the traceback only with -vv."""
+    spool = tmp_path / "spool"
+    for folder in ("outgoing", "jobs", "failed", "state"):
+        (spool / folder).mkdir(parents=True)
+    (spool / "tmp").write_text("not a folder")
+    args = ("submit", "--to", "+4930123456", str(samples / "note.txt"))
+    quiet = faxgw(*args, config=configured, check=False)
+    assert quiet.returncode == 1
+    assert quiet.stderr.count("\n") == 1 and quiet.stderr.startswith("faxgw: ")
+    assert str(spool / "tmp") in quiet.stderr and "Traceback" not in quiet.stderr
+    loud = faxgw("-vv", *args, config=configured, check=False)
+    assert loud.returncode == 1 and "Traceback" in loud.stderr
+    assert loud.stderr.rstrip().splitlines()[-1] == quiet.stderr.rstrip()
+
+
+def test_numbers_are_masked_in_the_log(configured: Path, samples: Path, tmp_path: Path) -> None:
+    """[numbers] mask_digits covers every log line: taking a dropped file, queueing, sending."""
+    with configured.open("a") as file:
+        file.write("[numbers]\nmask_digits = 4\n")
+    drop = tmp_path / "spool" / "outgoing" / "+4930123456"
+    drop.mkdir(parents=True)
+    shutil.copy(samples / "note.txt", drop / "note.txt")
+    result = faxgw("-v", "run", "--once", config=configured)
+    assert "1 sent" in result.stdout
+    assert "taken from outgoing/+493012xxxx/note.txt" in result.stderr
+    assert "+4930123456" not in result.stderr and "4930123456" not in result.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from faxgw.config import load_config
-from faxgw.errors import ConfigError
+from faxgw.domain.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 

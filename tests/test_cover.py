@@ -12,8 +12,8 @@ from PIL.TiffImagePlugin import TiffImageFile
 from pypdf import PdfReader
 
 from faxgw.config import config_from_dict
-from faxgw.errors import ConfigError, DocumentError
-from faxgw.profiles import ServiceRules, rules_for
+from faxgw.domain.errors import ConfigError, DocumentError
+from faxgw.fax.profiles import ServiceRules, rules_for
 from faxgw.render.attachment import CoverInfo, build_attachment
 from faxgw.render.cover import load_template, render_cover
 

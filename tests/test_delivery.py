@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from faxgw import codes, control
+from faxgw.app import control
+from faxgw.app.wiring import build_worker
 from faxgw.config import Config
-from faxgw.errors import JobStateError
-from faxgw.intake import register
-from faxgw.jobs import JobState
-from faxgw.pacing import MailboxPacer
+from faxgw.domain import codes
+from faxgw.domain.errors import JobStateError
+from faxgw.domain.jobs import JobState
+from faxgw.engine.pacing import MailboxPacer
+from faxgw.engine.worker import Worker
+from faxgw.intake.register import register
 from faxgw.testing.smtp_server import FaxSMTPServer
-from faxgw.worker import Worker
 
 from .conftest import PASSWORD, USER, FakeClock, MakeConfig
 from .documents import text_pdf
@@ -26,7 +28,7 @@ OTHER = "sales@contoso.com"
 
 def _submit(config: Config, worker: Worker, path: Path, *, sender: str = "") -> str:
     intake = worker.spool.submit("+4930123456", [path], sender=sender)
-    return register(intake, config=config, store=worker.store, spool=worker.spool).id
+    return register(intake, config=config, store=worker.store, documents=worker.spool).id
 
 
 def _run(worker: Worker):  # type: ignore[no-untyped-def]
@@ -72,7 +74,7 @@ def test_classification_row(smtp_server: FaxSMTPServer, make_config: MakeConfig,
                             clock: FakeClock, point: str, reply: str, state: JobState,
                             code: int, wait: float | None, attempts: int) -> None:
     config = make_config(smtp_server)
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     job_id = _submit(config, worker, page)
     smtp_server.faults.reply(point, reply, times=1)
     _run(worker)
@@ -94,7 +96,7 @@ def test_throttle_432_is_retried_on_fewer_connections(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, page: Path, clock: FakeClock
 ) -> None:
     config = make_config(smtp_server)
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     ids = [_submit(config, worker, page) for _ in range(6)]
     smtp_server.faults.reply(
         "AUTH", "432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/"
@@ -112,14 +114,14 @@ def test_refused_connection_and_timeout_before_greeting_are_360(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = make_config(smtp={"host": "127.0.0.1", "port": port})
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     refused = _submit(config, worker, page)
     _run(worker)
     assert worker.store.get(refused).code == codes.NO_CONNECTION
     worker.close()
     with FaxSMTPServer(tls="starttls", users={USER: PASSWORD}, reply_delay=1.5) as slow:
         config = make_config(slow, smtp={"timeout_seconds": 0.5})
-        worker = Worker(config, clock=clock)
+        worker = build_worker(config, clock=clock)
         late = _submit(config, worker, page)
         _run(worker)
         job = worker.store.get(late)
@@ -132,7 +134,7 @@ def test_tls_handshake_failure_is_360(make_config: MakeConfig, page: Path,
     # The server speaks TLS from the first byte; the client waits for a plain greeting.
     with FaxSMTPServer(tls="tls", users={USER: PASSWORD}) as server:
         config = make_config(server, smtp={"timeout_seconds": 1})
-        worker = Worker(config, clock=clock)
+        worker = build_worker(config, clock=clock)
         job_id = _submit(config, worker, page)
         _run(worker)
         job = worker.store.get(job_id)
@@ -156,7 +158,7 @@ def test_burst_of_300_respects_exchange_limits(
     with FaxSMTPServer(tls="starttls", users={USER: PASSWORD}, max_connections_per_user=3,
                        messages_per_minute_per_user=30, clock=monotonic) as server:
         config = make_config(server)
-        worker = Worker(config, clock=clock, pacer_factory=lambda: MailboxPacer(
+        worker = build_worker(config, clock=clock, pacer_factory=lambda: MailboxPacer(
             connections=3, messages_per_minute=30, clock=monotonic, sleep=sleep))
         ids = [_submit(config, worker, page) for _ in range(300)]
         summary = _run(worker)
@@ -177,7 +179,7 @@ def test_auth_problem_pauses_one_account_and_logs_once(
     with FaxSMTPServer(tls="starttls", users={USER: PASSWORD, OTHER: "other-secret"}) as server:
         config = make_config(server, auth={"username": ""})  # user = each job's sender
         (tmp_path / "smtp-password").write_text("other-secret")  # right for OTHER only
-        worker = Worker(config, clock=clock)
+        worker = build_worker(config, clock=clock)
         waiting = [_submit(config, worker, page, sender=USER) for _ in range(5)]
         going = [_submit(config, worker, page, sender=OTHER) for _ in range(2)]
         summary = _run(worker)
@@ -206,7 +208,7 @@ def test_auth_problem_pauses_one_account_and_logs_once(
 def test_queue_control(smtp_server: FaxSMTPServer, make_config: MakeConfig, page: Path,
                        clock: FakeClock) -> None:
     config = make_config(smtp_server)
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     held, cancelled, kept = (_submit(config, worker, page) for _ in range(3))
     control.hold(worker.store, worker.spool, held)
     control.cancel(worker.store, worker.spool, cancelled)
@@ -232,7 +234,7 @@ def test_retry_resets_attempts_and_age(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, page: Path, clock: FakeClock
 ) -> None:
     config = make_config(smtp_server, retry={"max_attempts": 1})
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     job_id = _submit(config, worker, page)
     smtp_server.faults.reply("MAIL", "451 4.3.0 Try later", times=1)
     _run(worker)
@@ -252,7 +254,7 @@ def test_purge_removes_finished_jobs_after_retention(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, page: Path, clock: FakeClock
 ) -> None:
     config = make_config(smtp_server, limits={"retention": "2d"})
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     job_id = _submit(config, worker, page)
     _run(worker)
     assert worker.purge() == []

@@ -20,7 +20,7 @@ from PIL.TiffImagePlugin import TiffImageFile
 from pypdf import PdfReader
 
 from faxgw.cli.context import CliContext
-from faxgw.cli.fax import preview, profiles
+from faxgw.cli.send import preview, profiles
 
 from . import documents as docs
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from faxgw import codes
-from faxgw.intake import register
-from faxgw.jobs import JobState
-from faxgw.prepare import prepare
+from faxgw.app.submit import prepare
+from faxgw.app.wiring import build_worker
+from faxgw.domain import codes
+from faxgw.domain.jobs import JobState
+from faxgw.intake.register import register
 from faxgw.testing.smtp_server import FaxSMTPServer
-from faxgw.worker import Worker
 
 from .conftest import MakeConfig
 
@@ -23,10 +23,10 @@ def test_rfc3192_job_arrives_as_multipage_fax_tiff(
 ) -> None:
     config = make_config(smtp_server, service={"profile": "rfc3192",
                                                "address": "{e164}@fax-gw.example.org"})
-    worker = Worker(config)
+    worker = build_worker(config)
     intake = worker.spool.submit("+4930123456", [samples / "letter.pdf", samples / "scan.jpg"],
                                  note="not faxed: simple mode has no body")
-    job = register(intake, config=config, store=worker.store, spool=worker.spool)
+    job = register(intake, config=config, store=worker.store, documents=worker.spool)
     job = prepare(worker.store, worker.spool, config, job)
     assert (job.state, job.pages) == (JobState.QUEUED, 3)
     asyncio.run(worker.run_once())
@@ -51,11 +51,11 @@ def test_job_over_a_profile_limit_fails_at_intake_and_nothing_is_sent(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
 ) -> None:
     config = make_config(smtp_server, service={"profile": "interfax", "max_pages": 2})
-    worker = Worker(config)
+    worker = build_worker(config)
     intake = worker.spool.submit("+4930123456", [samples / "letter.pdf", samples / "scan.jpg"],
                                  subject="x" * 61)
     job = prepare(worker.store, worker.spool, config,
-                  register(intake, config=config, store=worker.store, spool=worker.spool))
+                  register(intake, config=config, store=worker.store, documents=worker.spool))
     assert (job.state, job.code) == (JobState.FAILED, codes.TOO_MANY_PAGES)
     assert "3 pages, limit 2 ([service] max_pages)" in (job.error or "")
     assert (worker.spool.layout.failed / job.id / "docs" / "letter.pdf").exists()
@@ -73,7 +73,7 @@ def test_emergency_and_denied_numbers_fail_with_401(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
 ) -> None:
     config = make_config(smtp_server)
-    worker = Worker(config)
+    worker = build_worker(config)
     for number in ("112", "+49 900 1234567"):
         folder = worker.spool.layout.outgoing / number
         folder.mkdir()

@@ -10,8 +10,8 @@ from typing import cast
 
 import pytest
 
-from faxgw.jobs import Job
-from faxgw.mail import compose, message_bytes
+from faxgw.domain.jobs import Job
+from faxgw.fax.message import compose, message_bytes
 
 from .documents import text_pdf
 

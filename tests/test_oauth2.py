@@ -20,14 +20,15 @@ import certifi
 import pytest
 import requests
 
-from faxgw import codes
 from faxgw.auth import make_provider
 from faxgw.auth.device_flow import PollEvent, SignInCancelled
 from faxgw.auth.errors_map import OAuth2Error
 from faxgw.auth.oauth2 import OAuth2Provider, settings_from_config
-from faxgw.auth.token_cache import EXPIRED, SIGN_IN_NEEDED, SIGNED_IN, write_atomic
+from faxgw.auth.token_cache import write_atomic
 from faxgw.config import Config, config_from_dict
-from faxgw.errors import AuthError, ConfigError, ConnectError
+from faxgw.domain import codes
+from faxgw.domain.errors import AuthError, ConfigError, ConnectError
+from faxgw.domain.signin import EXPIRED, SIGN_IN_NEEDED, SIGNED_IN
 from faxgw.testing.idp import LocalIdentityProvider
 
 from .certificates import app_certificate, as_pkcs12, encrypted_pem
@@ -181,7 +182,7 @@ def test_silent_token_comes_from_the_cache(
     sign_in(provider)
     first = asyncio.run(provider.credentials(ACCOUNT))
     second = asyncio.run(provider.credentials(ACCOUNT.upper()))
-    assert first.mechanism == "xoauth2" and first.username == ACCOUNT
+    assert first.kind == "bearer" and first.username == ACCOUNT
     assert first.secret == second.secret
     assert idp.requests["refresh_token"] == 0
     assert idp.validate(ACCOUNT, first.secret)

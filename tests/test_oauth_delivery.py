@@ -27,18 +27,18 @@ from typing import Any
 
 import pytest
 
-from faxgw import codes
+from faxgw.app.wiring import build_worker, open_store
 from faxgw.auth.oauth2 import OAuth2Provider
 from faxgw.config import Config, load_config
-from faxgw.intake import register
-from faxgw.jobs import Job, JobState
-from faxgw.outcomes import RunSummary
-from faxgw.scheduler import Service
-from faxgw.spool import Spool
-from faxgw.store import open_store
+from faxgw.domain import codes
+from faxgw.domain.jobs import Job, JobState
+from faxgw.engine.outcomes import RunSummary
+from faxgw.engine.scheduler import Service
+from faxgw.engine.worker import Worker
+from faxgw.intake.register import register
+from faxgw.intake.spool import Spool
 from faxgw.testing.idp import LocalIdentityProvider
 from faxgw.testing.smtp_server import FaxSMTPServer
-from faxgw.worker import Worker
 
 from .certificates import app_certificate
 
@@ -170,12 +170,12 @@ class Gateway:
         intake = spool.submit(NUMBER, [document], sender=sender)
         store = open_store(config)
         try:
-            return register(intake, config=config, store=store, spool=spool).id
+            return register(intake, config=config, store=store, documents=spool).id
         finally:
             store.close()
 
     def worker(self, config: Config | None = None) -> Worker:
-        return Worker(config or self.config)
+        return build_worker(config or self.config)
 
     def run_worker(self) -> RunSummary:
         """One burst run of a fresh worker (a fresh msal application too)."""

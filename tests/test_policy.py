@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from faxgw import codes
 from faxgw.config import NumbersConfig
-from faxgw.errors import ConfigError, NumberError
-from faxgw.numbers import FaxNumber, parse_number
-from faxgw.policy import check_number, mask, parse_and_check
+from faxgw.domain import codes
+from faxgw.domain.errors import ConfigError, NumberError
+from faxgw.domain.numbers import FaxNumber, parse_number
+from faxgw.fax.policy import check_number, mask, parse_and_check
 
 
 def refused(text: str, numbers: NumbersConfig | None = None, region: str = "DE") -> str:

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faxgw import codes
 from faxgw.config import config_from_dict
-from faxgw.errors import JobError
-from faxgw.jobs import Job
-from faxgw.mail import compose
-from faxgw.preflight import check, encoded_size, message_size, violations
-from faxgw.profiles import ServiceRules, rules_for
+from faxgw.domain import codes
+from faxgw.domain.errors import JobError
+from faxgw.domain.jobs import Job
+from faxgw.fax.message import compose
+from faxgw.fax.profiles import ServiceRules, rules_for
 from faxgw.render import Rendered, render_pdf
+from faxgw.render.preflight import check, encoded_size, message_size, violations
 
 from . import documents as docs
 

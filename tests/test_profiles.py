@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from faxgw.config import ServiceConfig, config_from_dict
-from faxgw.errors import ConfigError
-from faxgw.numbers import parse_number
-from faxgw.profiles import PROFILES, ServiceRules, format_bytes, rules_for
+from faxgw.domain.errors import ConfigError
+from faxgw.domain.numbers import parse_number
+from faxgw.fax.profiles import PROFILES, ServiceRules, format_bytes, rules_for
 
 BERLIN = parse_number("+4930123456", "DE")
 NEW_YORK = parse_number("+12125558596", "US")

@@ -14,8 +14,8 @@ import pytest
 from pypdf import PageObject, PdfReader, Transformation
 from pypdf.generic import DictionaryObject
 
-from faxgw import codes
-from faxgw.errors import DocumentError
+from faxgw.domain import codes
+from faxgw.domain.errors import DocumentError
 from faxgw.render import PAPER_SIZES, Rendered, detect_type, render_pdf
 from faxgw.render.pdfinput import SIZE_TOLERANCE, fit_transformation
 from faxgw.render.text import resolve_font

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from faxgw import codes
-from faxgw.jobs import JobState
+from faxgw.app.wiring import build_worker
+from faxgw.domain import codes
+from faxgw.domain.jobs import JobState
+from faxgw.engine.worker import Worker
 from faxgw.testing.smtp_server import FaxSMTPServer
-from faxgw.worker import Worker
 
 from .conftest import MakeConfig
 from .documents import encrypted_pdf
@@ -52,7 +53,7 @@ def test_processes_and_threads_give_the_same_outcomes(
     for processes in (0, 1):
         config = make_config(smtp_server, spool={"dir": str(tmp_path / f"spool-{processes}"),
                                                  "settle_seconds": 0})
-        worker = Worker(config, render_processes=processes)
+        worker = build_worker(config, render_processes=processes)
         try:
             assert (worker.render_pool is not None) == (processes > 0)
             _drop(worker, *files)
@@ -78,7 +79,7 @@ def test_a_render_process_that_dies_loses_no_job(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    worker = Worker(make_config(smtp_server), render_processes=1)
+    worker = build_worker(make_config(smtp_server), render_processes=1)
     try:
         assert worker.render_pool is not None
         worker.render_pool.wait_ready()
@@ -103,9 +104,9 @@ def test_a_render_process_that_dies_loses_no_job(
 
 
 def test_render_processes_run_below_the_worker(make_config: MakeConfig) -> None:
-    from faxgw.renderpool import RENDER_NICENESS
+    from faxgw.engine.renderpool import RENDER_NICENESS
 
-    worker = Worker(make_config(), render_processes=1)
+    worker = build_worker(make_config(), render_processes=1)
     try:
         assert worker.render_pool is not None
         worker.render_pool.wait_ready()

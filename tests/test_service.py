@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from faxgw.app.wiring import open_store
 from faxgw.config import load_config
-from faxgw.intake import register
-from faxgw.spool import Spool
-from faxgw.store import open_store
+from faxgw.intake.register import register
+from faxgw.intake.spool import Spool
 from faxgw.testing.smtp_server import FaxSMTPServer
 
 from .conftest import PASSWORD, USER
@@ -57,7 +57,7 @@ def _queue(config_path: Path, document: Path, count: int) -> list[str]:
     store = open_store(config)
     try:
         return [register(spool.submit(f"+49301234{n:03d}", [document]), config=config,
-                         store=store, spool=spool).id for n in range(count)]
+                         store=store, documents=spool).id for n in range(count)]
     finally:
         store.close()
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from faxgw import codes
-from faxgw.errors import InputError
-from faxgw.layout import JOB_FILE
-from faxgw.spool import Intake, Spool
+from faxgw.domain import codes
+from faxgw.domain.errors import InputError
+from faxgw.intake.layout import JOB_FILE
+from faxgw.intake.spool import Intake, Spool
 
 
 class Tick:

@@ -1,167 +1,174 @@
-"""The SQLite job store: transitions, claims, history, recovery."""
+"""The SQLite job store: the job-store contract, and what only SQLite has (WAL, the due index,
+times as text, schema migrations)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from faxgw import codes
-from faxgw.errors import JobNotFoundError, JobStateError
-from faxgw.jobs import Job, JobState, new_job_id
+from faxgw.domain.errors import StoreError
+from faxgw.domain.jobs import Job, JobState, new_job_id
+from faxgw.ports import JobStore
 from faxgw.store import SQLiteJobStore
+from faxgw.store.sqlite import SCHEMA_VERSION
+from faxgw.store.sqlite.schema import _TABLES
 
 from .conftest import FakeClock
+from .store_contract import JobStoreContract, MakeStore
 
 
-def _job(**fields: object) -> Job:
-    return Job(
-        id=new_job_id(),
-        number="+4930123456",
-        recipient="+4930123456@fax.example.net",
-        sender="fax@contoso.com",
-        **fields,
-    )  # type: ignore[arg-type]
+class TestSQLiteJobStore(JobStoreContract):
+    """The contract, on one database file per test."""
+
+    @pytest.fixture
+    def make_store(self, tmp_path: Path, clock: FakeClock) -> Iterator[MakeStore]:
+        made: list[tuple[SQLiteJobStore, int]] = []
+
+        def make() -> JobStore:
+            store = SQLiteJobStore(tmp_path / "faxgw.db", clock=clock)
+            made.append((store, threading.get_ident()))
+            return store
+
+        yield make
+        for store, thread in made:
+            if thread == threading.get_ident():  # a thread closes the handles it made
+                store.close()
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> SQLiteJobStore:
-    return SQLiteJobStore(tmp_path / "faxgw.db", clock=clock)
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[SQLiteJobStore]:
+    store = SQLiteJobStore(tmp_path / "faxgw.db", clock=clock)
+    yield store
+    store.close()
+
+
+def _job(**fields: object) -> Job:
+    return Job(id=new_job_id(), number="+4930123456",
+               recipient="+4930123456@fax.example.net", sender="fax@contoso.com",
+               **fields)  # type: ignore[arg-type]
 
 
 def test_database_is_wal(store: SQLiteJobStore) -> None:
-    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_add_get_by_prefix_and_history(store: SQLiteJobStore) -> None:
-    job = _job(documents=["a.pdf", "b.png"])
-    store.add(job, detail="from submit")
-    got = store.get(job.id[:15])
-    assert got.id == job.id and got.state is JobState.QUEUED
-    assert got.documents == ["a.pdf", "b.png"]
-    [event] = store.history(job.id)
-    assert event.event == "accepted" and event.detail == "from submit"
-    with pytest.raises(JobNotFoundError):
-        store.get("nope")
+def test_claim_scan_uses_the_due_index(store: SQLiteJobStore, clock: FakeClock) -> None:
+    """The SELECT a real claim runs (caught with a trace callback, so the test follows the
+    store's SQL as it changes) is answered from ``jobs_due``, not by a scan of every job."""
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        store.claim_due(clock(), 5, owner="runner-a", lease_until=clock() + timedelta(minutes=5),
+                        exclude_senders=["paused@contoso.com"])
+    finally:
+        store._db.set_trace_callback(None)
+    [select] = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    assert "preparing IS NULL" in select and "next_attempt_at <=" in select, select
+    plan = [row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + select)]
+    assert any("jobs_due" in step for step in plan), plan
+    assert not any(step.startswith("SCAN jobs") for step in plan), plan
 
 
-def test_transitions_are_checked_and_recorded(store: SQLiteJobStore, clock: FakeClock) -> None:
-    job = _job()
-    store.add(job)
-    [claimed] = store.claim_due(clock(), 10)
-    assert claimed.state is JobState.SENDING
-    store.transition(
-        job.id,
-        JobState.SENT,
-        event="sent",
-        code=codes.SENT,
-        count_attempt=True,
-        detail="250 OK",
-        fields={"last_reply": "250 OK"},
-    )
-    done = store.get(job.id)
-    assert (done.state, done.code, done.attempts, done.last_reply) == (
-        JobState.SENT,
-        100,
-        1,
-        "250 OK",
-    )
-    with pytest.raises(JobStateError, match="is sent: cannot cancel"):
-        store.transition(job.id, JobState.CANCELLED, event="cancel")
-    assert [e.event for e in store.history(job.id)] == ["accepted", "sending", "sent"]
-
-
-def test_claim_takes_only_due_jobs(store: SQLiteJobStore, clock: FakeClock) -> None:
-    early, later = _job(), _job()
-    store.add(early)
-    store.add(later)
-    for job in store.claim_due(clock(), 10):
-        store.transition(
-            job.id,
-            JobState.DEFERRED,
-            event="deferred",
-            next_attempt_at=clock() + timedelta(seconds=60 if job.id == early.id else 600),
-        )
-    assert store.claim_due(clock(), 10) == []
-    clock.advance(61)
-    assert [job.id for job in store.claim_due(clock(), 10)] == [early.id]
-    assert store.next_due_at() is not None
-
-
-def test_claims_never_overlap(tmp_path: Path, clock: FakeClock) -> None:
-    path = tmp_path / "shared.db"
-    seed = SQLiteJobStore(path, clock=clock)
-    ids: set[str] = set()
-    for _ in range(200):
-        job = _job()
-        seed.add(job)
-        ids.add(job.id)
-    claimed: list[str] = []
-    lock = threading.Lock()
-
-    def claimer() -> None:
-        own = SQLiteJobStore(path, clock=clock)
-        while batch := own.claim_due(clock(), 7):
-            with lock:
-                claimed.extend(job.id for job in batch)
-        own.close()
-
-    threads = [threading.Thread(target=claimer) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(claimed) == 200 and len(set(claimed)) == 200
-
-
-def test_recover_sending(store: SQLiteJobStore, clock: FakeClock) -> None:
-    job = _job()
-    store.add(job)
-    store.claim_due(clock(), 1)
-    assert store.recover_sending() == [job.id]
-    assert store.get(job.id).state is JobState.QUEUED
-    assert store.history(job.id)[-1].event == "recovered"
-
-
-def test_due_scan_uses_the_index(store: SQLiteJobStore) -> None:
-    plan = store._db.execute(
-        "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE (state = 'queued' OR (state = 'deferred'"
-        " AND next_attempt_at <= '2030')) ORDER BY created LIMIT 5"
-    ).fetchall()
-    assert any("jobs_due" in row[3] for row in plan), plan
-
-
-def test_times_are_stored_as_sortable_utc_text(tmp_path: Path) -> None:
+def test_times_are_stored_as_sortable_utc_text(store: SQLiteJobStore) -> None:
     """One fixed text form in UTC (queries compare times as text), read back exactly."""
-    from datetime import UTC, datetime, timezone
-
-    store = SQLiteJobStore(tmp_path / "jobs.db")
     berlin = timezone(timedelta(hours=1))
     due = datetime(2026, 11, 28, 5, 0, 0, 123, tzinfo=berlin)
-    job = _job(next_attempt_at=due)
+    job = _job(next_attempt_at=due, created=datetime(2026, 11, 27, 23, 30, tzinfo=UTC))
     store.add(job)
-    with sqlite3.connect(tmp_path / "jobs.db") as db:
-        [(text,)] = db.execute("SELECT next_attempt_at FROM jobs WHERE id = ?", (job.id,))
+    with sqlite3.connect(store.path) as db:
+        [(text, created)] = db.execute(
+            "SELECT next_attempt_at, created FROM jobs WHERE id = ?", (job.id,))
     assert text == "2026-11-28T04:00:00.000123Z"
+    assert created == "2026-11-27T23:30:00.000000Z"
+    assert created < text  # text order is time order
     again = store.get(job.id).next_attempt_at
     assert again == due and again is not None and again.utcoffset() == timedelta(0)
-    assert datetime.fromisoformat(text) == datetime(2026, 11, 28, 4, 0, 0, 123, tzinfo=UTC)
-    store.close()
 
 
-def test_claim_leaves_excluded_jobs_and_senders_alone(tmp_path: Path, clock: FakeClock) -> None:
-    store = SQLiteJobStore(tmp_path / "jobs.db", clock=clock)
-    rendering, paused, due = _job(), _job(), _job()
-    paused.sender = "paused@contoso.com"
-    for job in (rendering, paused, due):
-        store.add(job)
-    claimed = store.claim_due(clock(), 10, exclude_senders=["PAUSED@contoso.com"],
-                              exclude_ids={rendering.id})
-    assert [job.id for job in claimed] == [due.id]
-    assert store.get(rendering.id).state is JobState.QUEUED
-    assert [job.id for job in store.claim_due(clock(), 10)] == [rendering.id, paused.id]
-    store.close()
+# -- migrations ------------------------------------------------------------------------------
+
+V1_ID = "0193a4f2c1d0-9f3b2a71"
+V1_JOB: dict[str, object] = {
+    "id": V1_ID, "created": "2026-01-05T09:00:00.000000Z",
+    "updated": "2026-01-05T09:00:01.000000Z", "state": "queued", "number": "+4930123456",
+    "recipient": "+4930123456@fax.example.net", "sender": "fax@contoso.com",
+    "documents": '["a.pdf"]', "cover": 0,
+}
+
+
+def _version_1_database(path: Path) -> None:
+    """A database as faxgw wrote it at schema version 1, with one queued job."""
+    with sqlite3.connect(path) as db:
+        db.executescript(_TABLES)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        assert "owner" not in columns and "preparing" not in columns, "_TABLES is not v1"
+        db.execute(f"INSERT INTO jobs ({', '.join(V1_JOB)}) "
+                   f"VALUES ({', '.join('?' * len(V1_JOB))})", tuple(V1_JOB.values()))
+        db.execute("INSERT INTO history (job_id, at, event, state, detail) VALUES (?,?,?,?,?)",
+                   (V1_ID, V1_JOB["created"], "accepted", "queued", "from v1"))
+        db.execute("PRAGMA user_version=1")
+    db.close()
+
+
+def _user_version(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    db.close()
+    return version
+
+
+def test_new_database_is_at_the_current_version(store: SQLiteJobStore) -> None:
+    assert _user_version(store.path) == SCHEMA_VERSION == 2
+
+
+def test_version_1_database_is_upgraded_and_keeps_its_jobs(tmp_path: Path,
+                                                           clock: FakeClock) -> None:
+    """Opening a v1 file adds the claim and preparing columns, sets user_version, keeps the
+    job and its history, and the job can be claimed with an owner and a lease."""
+    path = tmp_path / "old.db"
+    _version_1_database(path)
+    store = SQLiteJobStore(path, clock=clock)
+    try:
+        assert _user_version(path) == SCHEMA_VERSION
+        job = store.get(V1_ID)
+        assert (job.state, job.documents, job.cover, job.owner, job.lease_until,
+                job.preparing) == (JobState.QUEUED, ["a.pdf"], False, None, None, None)
+        assert job.created == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+        lease = clock() + timedelta(minutes=5)
+        [claimed] = store.claim_due(clock(), 10, owner="runner-a", lease_until=lease)
+        assert claimed.id == job.id
+        stored = store.get(job.id)
+        assert (stored.state, stored.owner, stored.lease_until) == (
+            JobState.SENDING, "runner-a", lease)
+        assert [(e.event, e.detail) for e in store.history(job.id)] == [
+            ("accepted", "from v1"), ("sending", "attempt 1")]
+    finally:
+        store.close()
+    again = SQLiteJobStore(path, clock=clock)  # an up-to-date file opens as it is
+    try:
+        assert again.get(V1_ID).owner == "runner-a"
+        assert _user_version(path) == SCHEMA_VERSION
+    finally:
+        again.close()
+
+
+def test_newer_database_is_refused(tmp_path: Path) -> None:
+    """An older faxgw must not write to a database a newer one has migrated."""
+    path = tmp_path / "newer.db"
+    _version_1_database(path)
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        SQLiteJobStore(path)
+    assert _user_version(path) == SCHEMA_VERSION + 1
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    db.close()
+    assert "owner" not in columns

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import TiffImageFile
 
-from faxgw import codes
-from faxgw.errors import DocumentError
+from faxgw.domain import codes
+from faxgw.domain.errors import DocumentError
 from faxgw.render import render_pdf
 from faxgw.render.tiff import FAX_WIDTH, check_tiff, pdf_to_tiff
 

@@ -12,21 +12,22 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from faxgw import codes
+from faxgw.app.wiring import build_worker
 from faxgw.config import Config
-from faxgw.errors import ConfigError
-from faxgw.intake import register
-from faxgw.jobs import JobState
-from faxgw.spool import Spool
+from faxgw.domain import codes
+from faxgw.domain.errors import ConfigError
+from faxgw.domain.jobs import JobState
+from faxgw.engine.worker import Worker
+from faxgw.intake.register import register
+from faxgw.intake.spool import Spool
 from faxgw.testing.smtp_server import FaxSMTPServer
-from faxgw.worker import Worker
 
 from .conftest import PASSWORD, USER, FakeClock, MakeConfig
 
 
 def _submit(config: Config, worker: Worker, number: str, *files: Path, **kw: str) -> str:
     intake = worker.spool.submit(number, list(files), **kw)
-    return register(intake, config=config, store=worker.store, spool=worker.spool).id
+    return register(intake, config=config, store=worker.store, documents=worker.spool).id
 
 
 def _run(worker: Worker):  # type: ignore[no-untyped-def]
@@ -46,7 +47,7 @@ def test_three_intake_paths_each_become_one_email(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
 ) -> None:
     config = make_config(smtp_server, limits={"connections": 1})
-    worker = Worker(config)
+    worker = build_worker(config)
     submitted = _submit(config, worker, "+4930123456", samples / "letter.pdf",
                         samples / "note.txt", subject="Contract", note="Please sign.")
     drop = worker.spool.layout.outgoing / "089 7654321"
@@ -102,7 +103,7 @@ def test_server_replies_end_in_state_and_code(
     fault: str, reply: str, state: JobState, code: int,
 ) -> None:
     config = make_config(smtp_server)
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     job_id = _submit(config, worker, "+4930123456", samples / "letter.pdf")
     smtp_server.faults.reply(fault, reply, times=1)
     _run(worker)
@@ -126,7 +127,7 @@ def test_connection_lost_after_data_is_ambiguous_and_retried(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, clock: FakeClock
 ) -> None:
     config = make_config(smtp_server)
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
     smtp_server.faults.drop("DATA_END", times=1)
     _run(worker)
@@ -148,7 +149,7 @@ def test_no_server_means_360_and_the_job_waits(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = make_config(smtp={"host": "127.0.0.1", "port": port})
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     first = _submit(config, worker, "+4930123456", samples / "note.txt")
     second = _submit(config, worker, "+4930123457", samples / "note.txt")
     _run(worker)
@@ -161,7 +162,7 @@ def test_gives_up_after_max_attempts(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, clock: FakeClock
 ) -> None:
     config = make_config(smtp_server, retry={"max_attempts": 2, "backoff": [10]})
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
     smtp_server.faults.reply("MAIL", "451 4.3.0 Try later", times=None)
     _run(worker)
@@ -176,7 +177,7 @@ def test_hostile_inputs_fail_with_originals_kept_and_good_jobs_still_go(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, tmp_path: Path
 ) -> None:
     config = make_config(smtp_server)
-    worker = Worker(config)
+    worker = build_worker(config)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "empty.pdf").write_bytes(b"")
@@ -220,11 +221,12 @@ def test_job_left_in_sending_is_recovered(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, clock: FakeClock
 ) -> None:
     config = make_config(smtp_server)
-    first = Worker(config, clock=clock)
+    first = build_worker(config, clock=clock)
     job_id = _submit(config, first, "+4930123456", samples / "note.txt")
-    first.store.claim_due(clock(), 10)  # then the process "dies"
+    [claimed] = first._claim()  # then the process "dies"
+    assert (claimed.id, claimed.owner) == (job_id, first.owner)
     first.close()
-    second = Worker(config, clock=clock)
+    second = build_worker(config, clock=clock)
     _run(second)
     assert second.store.get(job_id).state is JobState.SENT
     events = [e.event for e in second.store.history(job_id)]
@@ -238,7 +240,7 @@ def test_job_folder_without_record_is_registered_again(
     spool = Spool(config.spool.dir)
     spool.ensure()
     intake = spool.submit("+4930123456", [samples / "note.txt"])  # no store record
-    worker = Worker(config)
+    worker = build_worker(config)
     _run(worker)
     assert worker.store.get(intake.id).state is JobState.SENT
 
@@ -250,7 +252,7 @@ def test_wrong_password_waits_with_code_and_password_never_logged(
     caplog.set_level(logging.DEBUG)
     config = make_config(smtp_server)
     (tmp_path / "smtp-password").write_text("wrong-password-xyz")
-    worker = Worker(config)
+    worker = build_worker(config)
     job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
     _run(worker)
     job = worker.store.get(job_id)
@@ -271,7 +273,7 @@ def test_credentials_never_cross_a_plaintext_connection(
 ) -> None:
     with FaxSMTPServer(tls="none", users={USER: PASSWORD}) as server:
         config = make_config(server, smtp={"security": "starttls"})
-        worker = Worker(config)
+        worker = build_worker(config)
         job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
         _run(worker)
         job = worker.store.get(job_id)
@@ -291,7 +293,7 @@ def test_security_none_with_credentials_is_a_config_error(make_config: MakeConfi
 def test_untrusted_certificate_is_refused(make_config: MakeConfig, samples: Path) -> None:
     with FaxSMTPServer(tls="starttls", users={USER: PASSWORD}) as server:
         config = make_config(server, smtp={"ca_file": ""})  # system CAs only
-        worker = Worker(config)
+        worker = build_worker(config)
         job_id = _submit(config, worker, "+4930123456", samples / "note.txt")
         _run(worker)
         job = worker.store.get(job_id)
@@ -305,7 +307,7 @@ def test_one_worker_serves_several_event_loops(
 ) -> None:
     """Each asyncio.run() has its own loop: a worker used by two runs must not break."""
     config = make_config(smtp_server)
-    worker = Worker(config)
+    worker = build_worker(config)
     for round_number in range(2):
         for index in range(6):  # more than render at once
             folder = worker.spool.layout.outgoing / f"+49301234{round_number}{index}"
@@ -323,13 +325,13 @@ def test_each_message_carries_its_own_jobs_attachment(
 ) -> None:
     """Messages are built with the render while there is room in memory, else just before
     they are sent; a job not sent in its run (here: deferred) is built again later."""
-    import faxgw.preparer as preparer_module
+    import faxgw.engine.preparer as preparer_module
 
     if buffer_bytes is not None:
         monkeypatch.setattr(preparer_module, "MESSAGE_BUFFER_BYTES", buffer_bytes)
     config = make_config(smtp_server, retry={"backoff": [10], "jitter": 0},
                          limits={"connections": 1})
-    worker = Worker(config, clock=clock)
+    worker = build_worker(config, clock=clock)
     for number, document in (("+4930123456", "letter.pdf"), ("+4930123457", "scan.jpg"),
                              ("+4930123458", "note.txt")):
         folder = worker.spool.layout.outgoing / number
@@ -352,3 +354,56 @@ def test_each_message_carries_its_own_jobs_attachment(
         name, data = _attachment(received[job.id])
         assert data == (worker.spool.job_dir(job.id) / name).read_bytes()
         assert received[job.id]["To"] == job.recipient
+
+
+def test_a_job_another_runner_prepares_is_not_claimed_until_it_is_ready(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
+) -> None:
+    """The stored ``preparing`` mark, not one process's memory, keeps every runner from
+    sending a job before its attachment exists."""
+    config = make_config(smtp_server)
+    worker = build_worker(config)
+    worker.startup()
+    intake = worker.spool.submit("+4930123456", [samples / "note.txt"])
+    job = register(intake, config=config, store=worker.store, documents=worker.spool,
+                   preparing="another-runner")
+    assert _run(worker).sent == 0
+    assert worker.store.get(job.id).state is JobState.QUEUED
+    assert smtp_server.messages == []
+    worker.store.update(job.id, preparing=None)  # the other runner is done with it
+    assert _run(worker).sent == 1
+    assert worker.store.get(job.id).state is JobState.SENT
+    worker.close()
+
+
+def test_a_mark_left_by_a_stopped_runner_is_cleared_at_start_up(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
+) -> None:
+    config = make_config(smtp_server)
+    first = build_worker(config)
+    first.startup()
+    intake = first.spool.submit("+4930123456", [samples / "note.txt"])
+    job = register(intake, config=config, store=first.store, documents=first.spool,
+                   preparing=first.owner)
+    first.close()  # stopped before it rendered the job
+    second = build_worker(config)
+    assert _run(second).sent == 1
+    history = second.store.history(job.id)
+    assert second.store.get(job.id).state is JobState.SENT
+    assert [e.event for e in history].count("rendered") == 1  # rendered when it was sent
+    second.close()
+
+
+def test_certificate_checks_off_are_said_loudly(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(smtp_server, smtp={"verify_certificate": False})
+    with caplog.at_level("WARNING", logger="faxgw.transport"):
+        worker = build_worker(config)
+    worker.close()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "faxgw.transport"]
+    assert len(warnings) == 1 and "certificate is NOT checked" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="faxgw.transport"):
+        build_worker(make_config(smtp_server)).close()
+    assert not [r for r in caplog.records if r.name == "faxgw.transport"]

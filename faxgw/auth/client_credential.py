@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ..config import CLIENT_CERTIFICATE_PASSWORD_ENV, CLIENT_SECRET_ENV, AuthConfig
-from ..errors import ConfigError
+from ..domain.errors import ConfigError
 
 log = logging.getLogger("faxgw.auth")
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codes
-from ..errors import AuthError
+from ..domain import codes
+from ..domain.errors import AuthError
 
 #: RFC 8628 §3.5: on ``slow_down`` the interval grows by 5 seconds for all later polls.
 SLOW_DOWN_SECONDS = 5.0

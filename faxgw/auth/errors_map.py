@@ -11,8 +11,8 @@ description. Token text and secrets never appear: the provider's description is 
 sentence and any long token-like run of characters is replaced by ``…``.
 
 Network failures (refused, DNS, TLS handshake, timeout, HTTP 5xx) are not in this table: they
-become :class:`faxgw.errors.ConnectError` (360) in :func:`connect_error`, with the short cause
-:func:`network_reason` finds in the exception chain.
+become :class:`faxgw.domain.errors.ConnectError` (360) in :func:`connect_error`, with the
+short cause :func:`network_reason` finds in the exception chain.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import requests
 
-from .. import codes
-from ..errors import AuthError, ConnectError
+from ..domain import codes
+from ..domain.errors import AuthError, ConnectError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,8 @@ class Reason:
 
 
 #: AADSTS number → status code and plain reason. Sources: the Entra ID error code reference
-#: (learn.microsoft.com/entra/identity-platform/reference-error-codes) and FIELD-NOTES.md.
+#: (learn.microsoft.com/entra/identity-platform/reference-error-codes) and the answers
+#: Entra ID was seen to give.
 BY_AADSTS: Mapping[int, Reason] = {
     # The refresh token chain is dead: only a new sign-in helps (361, "connection expired").
     700082: Reason(codes.CONNECTION_EXPIRED, "the sign-in expired after 90 days without use"),

@@ -5,7 +5,7 @@
 :mod:`faxgw.auth.token_cache`, shared safely between the worker, the scheduler's keep-alive and
 ``faxgw auth login`` in other processes.
 
-msal facts this module is shaped by (FIELD-NOTES, msal 1.39 source):
+msal facts this module is shaped by (msal 1.39 source):
 
 - msal blocks: every call runs in a worker thread (``asyncio.to_thread``) under one lock per
   provider, and under the cache file's lock.
@@ -21,6 +21,10 @@ msal facts this module is shaped by (FIELD-NOTES, msal 1.39 source):
 - ``offline_access``, ``openid`` and ``profile`` must not be in the scopes (msal adds them);
   the authority must be ``https://host/<tenant>``; a private authority needs
   ``instance_discovery=False``.
+
+Its pieces: :mod:`faxgw.auth.msal_settings` (``[auth]`` resolved), :mod:`faxgw.auth.msal_http`
+(the HTTP client and cache msal gets) and :mod:`faxgw.auth.device_signin` (device code sign-in,
+inherited by :class:`OAuth2Provider`).
 """
 
 from __future__ import annotations
@@ -30,10 +34,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,147 +43,39 @@ from urllib.parse import urlsplit
 import msal  # type: ignore[import-untyped]
 import requests
 from msal.exceptions import MsalServiceError  # type: ignore[import-untyped]
-from requests.adapters import HTTPAdapter
 
-from .. import codes
-from ..config import AuthConfig, Config
-from ..errors import AuthError, ConfigError, ConnectError
-from .base import Credentials
-from .client_credential import client_credential
-from .device_flow import SLOW_DOWN_SECONDS, DeviceFlow, PollEvent, poll_until_done
-from .errors_map import OAuth2Error, auth_error, connect_error, network_reason
-from .token_cache import (
+from ..config import Config
+from ..domain import codes
+from ..domain.errors import AuthError, ConfigError, ConnectError
+from ..domain.signin import (
     APP_ONLY,
     SIGN_IN_NEEDED,
     AccountStatus,
-    TokenStore,
-    forget_account,
-    read_statuses,
-    usernames,
+    KeepaliveResult,
     utc_iso,
 )
+from ..ports import Credentials, Resource
+from .client_credential import client_credential
+from .device_flow import SLOW_DOWN_SECONDS
+from .device_signin import DeviceCodeSignIn
+from .errors_map import OAuth2Error, auth_error, connect_error, network_reason
+from .fingerprint import credentials_fingerprint
+from .msal_http import NoErrorReplayCache, PinnedTrustSession
+from .msal_settings import ENTRA as ENTRA
+from .msal_settings import RESERVED_SCOPES as RESERVED_SCOPES
+from .msal_settings import SMTP_SEND_APP_ONLY as SMTP_SEND_APP_ONLY
+from .msal_settings import SMTP_SEND_DELEGATED as SMTP_SEND_DELEGATED
+from .msal_settings import OAuth2Settings as OAuth2Settings
+from .msal_settings import settings_from_config
+from .token_cache import TokenStore, forget_account, read_statuses, usernames
 
 log = logging.getLogger("faxgw.auth")
 
-ENTRA = "https://login.microsoftonline.com"
-#: Exchange Online SMTP AUTH scopes (Microsoft: "Authenticate an IMAP, POP or SMTP connection
-#: using OAuth"): delegated for device code, ``.default`` with SMTP.SendAsApp for app-only.
-SMTP_SEND_DELEGATED = ("https://outlook.office.com/SMTP.Send",)
-SMTP_SEND_APP_ONLY = ("https://outlook.office365.com/.default",)
-RESERVED_SCOPES = frozenset({"offline_access", "openid", "profile"})
 #: Refresh when less than this remains on an access token (msal's own threshold, 5 minutes).
 REFRESH_MARGIN_SECONDS = 300.0
 
 
-@dataclass(frozen=True)
-class OAuth2Settings:
-    """What msal needs, resolved from ``[auth]`` and the provider preset."""
-
-    authority: str
-    scopes: tuple[str, ...]
-    client_id: str
-    app_only: bool
-    #: An authority from ``[auth] authority`` or ``custom``: msal must not ask Microsoft about it.
-    explicit_authority: bool
-
-
-def settings_from_config(auth: AuthConfig) -> OAuth2Settings:
-    """Resolve the preset; raise :class:`ConfigError` naming the key that is missing or wrong."""
-    app_only = auth.flow == "client_credentials"
-    if not auth.client_id:
-        raise ConfigError("[auth] client_id: required for method \"oauth2\" (the app's id)")
-    if auth.provider == "custom":
-        if not auth.authority:
-            raise ConfigError("[auth] authority: required for provider \"custom\"")
-        if not auth.scopes:
-            raise ConfigError("[auth] scopes: required for provider \"custom\"")
-        authority, scopes = auth.authority, tuple(auth.scopes)
-    elif auth.provider == "outlook":
-        if app_only:
-            raise ConfigError("[auth] flow: personal Outlook.com accounts have no app-only "
-                              "sign-in; use \"device_code\"")
-        authority, scopes = f"{ENTRA}/consumers", SMTP_SEND_DELEGATED
-    else:
-        authority = f"{ENTRA}/{auth.tenant}"
-        scopes = SMTP_SEND_APP_ONLY if app_only else SMTP_SEND_DELEGATED
-        if app_only and not auth.authority and auth.tenant.lower() in (
-            "organizations", "common", "consumers"
-        ):
-            raise ConfigError("[auth] tenant: client_credentials needs your tenant's name or "
-                              "id (such as contoso.onmicrosoft.com)")
-    if auth.authority:
-        authority = auth.authority
-    if auth.scopes:
-        scopes = tuple(auth.scopes)
-    reserved = RESERVED_SCOPES.intersection(scopes)
-    if reserved:
-        raise ConfigError(f"[auth] scopes: leave out {', '.join(sorted(reserved))} "
-                          f"(msal adds them itself)")
-    parts = urlsplit(authority)
-    if parts.scheme != "https" or not parts.hostname or parts.path.strip("/") == "":
-        raise ConfigError(f"[auth] authority: {authority!r} must look like "
-                          f"https://host/<tenant>")
-    return OAuth2Settings(authority.rstrip("/"), scopes, auth.client_id, app_only,
-                          bool(auth.authority) or auth.provider == "custom")
-
-
-class PinnedTrustSession(requests.Session):
-    """The HTTP client msal gets: the configured CA and a timeout on every request.
-
-    ``requests`` consults ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` only when a request's
-    ``verify`` is True or None (``Session.merge_environment_settings``), and then it wins over
-    ``session.verify``. Passing ``verify`` explicitly on each request keeps ``[auth] ca_file``
-    in force. ``trust_env`` stays on on purpose: ``HTTPS_PROXY`` / ``NO_PROXY`` are how
-    gateways behind a corporate proxy reach Entra ID. With ``[auth] ca_file`` that bundle is
-    the whole trust for the identity provider (as ``verify=path`` is in requests): it holds the
-    private IdP's or the TLS-inspecting proxy's CA. Without it the system trust (including
-    those variables) applies, as for any other program.
-    """
-
-    def __init__(self, *, ca_file: os.PathLike[str] | None, timeout: float) -> None:
-        super().__init__()
-        self.pinned_verify: str | bool = os.fspath(ca_file) if ca_file else True
-        self.timeout = timeout
-        # msal's own session retries a failed connection once; so does this one.
-        adapter = HTTPAdapter(max_retries=1)
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
-
-    def request(self, method: str, url: Any,  # type: ignore[override]
-                *args: Any, **kwargs: Any) -> requests.Response:
-        """Send with the pinned ``verify`` and, unless given, the configured timeout."""
-        kwargs["verify"] = self.pinned_verify
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return super().request(method, url, *args, **kwargs)
-
-
-class _NoErrorReplayCache(dict[str, Any]):
-    """msal's ``http_cache`` without its 60-second replay of HTTP 400 answers.
-
-    msal keys those replays ``"POST <url> hash=<…> 400"`` (``throttled_http_client.py``);
-    dropping them means a retry after a fix is really sent. The 429/5xx ``Retry-After``
-    throttling and the discovery cache are kept.
-    """
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if isinstance(key, str) and key.endswith(" 400"):
-            return
-        super().__setitem__(key, value)
-
-
-@dataclass(frozen=True)
-class KeepaliveResult:
-    """The outcome of one keep-alive refresh."""
-
-    account: str
-    ok: bool
-    at: datetime
-    code: int | None = None
-    message: str = ""
-
-
-class OAuth2Provider:
+class OAuth2Provider(DeviceCodeSignIn):
     """Credentials for Exchange Online, Outlook.com or a custom identity provider.
 
     Async: :meth:`credentials`, :meth:`keepalive`. Blocking (for the command line and for
@@ -198,6 +92,7 @@ class OAuth2Provider:
         refresh_margin_seconds: float = REFRESH_MARGIN_SECONDS,
     ) -> None:
         self.settings = settings_from_config(config.auth)
+        self._config = config
         self._auth = config.auth
         self._poll_interval_override = poll_interval_override
         self._slow_down_seconds = slow_down_seconds
@@ -205,7 +100,7 @@ class OAuth2Provider:
         self._store = TokenStore(config.auth.token_cache)
         self._session = PinnedTrustSession(ca_file=config.auth.ca_file,
                                            timeout=config.auth.http_timeout_seconds)
-        self._http_cache = _NoErrorReplayCache()
+        self._http_cache = NoErrorReplayCache()
         self._lock = threading.RLock()
         self._app: msal.ClientApplication | None = None
         self._secret_digest: str | None = None
@@ -217,6 +112,10 @@ class OAuth2Provider:
         """Close the HTTP connections."""
         self._session.close()
 
+    def fingerprint(self) -> object:
+        """Changes when the token cache is rewritten (someone signed in again)."""
+        return credentials_fingerprint(self._config)
+
     def __enter__(self) -> OAuth2Provider:
         return self
 
@@ -225,12 +124,19 @@ class OAuth2Provider:
 
     # -- tokens for the transport --------------------------------------------------------
 
-    async def credentials(self, account: str, *, force_refresh: bool = False) -> Credentials:
-        """XOAUTH2 credentials for ``account``; ``force_refresh`` after a ``535 5.7.3``.
+    async def credentials(self, account: str, *, resource: Resource = Resource.SMTP,
+                          force_refresh: bool = False) -> Credentials:
+        """A bearer token for ``account``; ``force_refresh`` after a ``535 5.7.3``.
+
+        ``[auth] scopes`` name the one resource this provider signs in for (SMTP); a token for
+        another resource is a separate request with its own scopes, which needs settings of
+        its own (a :class:`ConfigError` until then).
 
         Raises :class:`OAuth2Error` (an ``AuthError``: 361, 370, 373, 374, 376) when a person
         must act, :class:`ConnectError` (360) when the identity provider cannot be reached.
         """
+        if resource is not Resource.SMTP:
+            raise ConfigError(f"[auth]: no scopes are configured for {resource.value} tokens")
         return await asyncio.to_thread(self.acquire, account, force_refresh=force_refresh)
 
     def acquire(self, account: str, *, force_refresh: bool = False) -> Credentials:
@@ -241,7 +147,7 @@ class OAuth2Provider:
                 token = self._app_only_token(app, account, force_refresh)
             else:
                 token = self._delegated_token(app, store, account, force_refresh)
-        return Credentials("xoauth2", account, token)
+        return Credentials("bearer", account, token)
 
     def _delegated_token(self, app: msal.ClientApplication, store: TokenStore, account: str,
                          force_refresh: bool) -> str:
@@ -319,67 +225,6 @@ class OAuth2Provider:
                 store.account_state(result.account)["last_keepalive"] = {
                     "at": utc_iso(result.at), "ok": result.ok, "code": result.code}
         return results
-
-    # -- sign-in -------------------------------------------------------------------------
-
-    def start_device_flow(self, account: str | None = None) -> DeviceFlow:
-        """Ask the identity provider for a device code; show the result to the person.
-
-        ``account`` is the mailbox the person should sign in as (checked afterwards).
-        """
-        if self.settings.app_only:
-            raise ConfigError("[auth] flow: client_credentials (app-only) needs no sign-in")
-        with self._lock, self._boundary():
-            flow = self._application().initiate_device_flow(scopes=list(self.settings.scopes))
-        if "user_code" not in flow:
-            raise auth_error(flow, account=account or "", action="starting the sign-in")
-        return DeviceFlow.from_msal(flow, account)
-
-    def finish_device_flow(
-        self, flow: DeviceFlow, *, on_poll: Callable[[PollEvent], None] | None = None
-    ) -> str:
-        """Wait for the person to finish signing in; store the tokens; return the username.
-
-        Raises :class:`OAuth2Error` for ``expired_token``, ``authorization_declined`` and
-        ``bad_verification_code``, :class:`~faxgw.auth.device_flow.SignInCancelled` on
-        Ctrl-C, and :class:`OAuth2Error` (370) when the person signed in as another account
-        than ``flow.account_hint`` (that account's new tokens are then not kept).
-        """
-        # A sign-in replaces an unreadable cache (kept aside as <name>.unreadable).
-        with self._lock, self._store.locked(replace_unreadable=True) as store:
-            before = {name.lower() for name in usernames(store.cache)}
-        result = poll_until_done(flow, self._poll_once,
-                                 interval_override=self._poll_interval_override,
-                                 slow_down_seconds=self._slow_down_seconds, on_poll=on_poll)
-        hint = flow.account_hint
-        if "error" in result:
-            raise auth_error(result, account=hint or "", action="signing in")
-        claims = result.get("id_token_claims") or {}
-        username = str(claims.get("preferred_username") or claims.get("upn") or "")
-        with self._lock, self._store.locked() as store:
-            if hint and username.lower() != hint.lower():
-                if username.lower() not in before:
-                    forget_account(store, username)
-                raise OAuth2Error(
-                    f"signed in as {username}, but --account asked for {hint}; the sign-in "
-                    f"was not kept. Run 'faxgw auth login --account {hint}' again and sign in "
-                    f"as {hint} (a private browser window avoids a remembered account).",
-                    code=codes.SIGN_IN_AGAIN, account=hint)
-            record = store.account_state(username)
-            record["last_refresh"] = utc_iso(datetime.now(UTC))
-            record.pop("last_error", None)
-        log.info("signed in as %s", username)
-        return username
-
-    def _poll_once(self, raw_flow: dict[str, Any]) -> dict[str, Any]:
-        with self._lock, self._boundary(), self._store.locked(replace_unreadable=True):
-            # faxgw paces the polls (device_flow.py). interval=1 makes msal's loop return after
-            # this one poll (exit_condition is checked once per second of interval) and keeps
-            # its "Attempted too soon" check (latest + interval - 1 > now) quiet.
-            raw_flow["interval"] = 1
-            result: dict[str, Any] = self._application().acquire_token_by_device_flow(
-                raw_flow, exit_condition=lambda flow: True)
-            return result
 
     # -- what is signed in ---------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The token cache on disk: msal's ``SerializableTokenCache`` in one file, plus a state file.
 
-msal keeps tokens in memory and has no cross-process locking (FIELD-NOTES: msal-extensions'
+msal keeps tokens in memory and has no cross-process locking (msal-extensions'
 file persistence is not atomic, its encrypted one needs a Secret Service that headless servers
 lack). So faxgw does it itself:
 
@@ -26,15 +26,21 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msal  # type: ignore[import-untyped]
 
-from .. import codes, fsutil
-from ..errors import AuthError
+from .. import fsutil
+from ..domain import codes
+from ..domain.errors import AuthError
+from ..domain.signin import (
+    EXPIRED,
+    SIGN_IN_NEEDED,
+    SIGNED_IN,
+    AccountStatus,
+)
 
 log = logging.getLogger("faxgw.auth")
 
@@ -142,22 +148,13 @@ class TokenStore:
 
 # -- what the cache says about each account (no network) -------------------------------------
 
-#: Entra ends a refresh token chain after 90 days without use (FIELD-NOTES).
+#: Entra ends a refresh token chain after 90 days without use (Entra ID's
+#: documented refresh token lifetime).
 REFRESH_TOKEN_INACTIVITY = timedelta(days=90)
-
-SIGNED_IN = "signed in"
-EXPIRED = "expired"
-SIGN_IN_NEEDED = "sign-in needed"
-APP_ONLY = "app-only, no sign-in needed"
 
 #: Codes recorded in the state file that mean the refresh token no longer works.
 _SIGN_IN_CODES = frozenset({codes.CONNECTION_EXPIRED, codes.SIGN_IN_AGAIN, codes.CONSENT_MISSING,
                             codes.APP_REGISTRATION, codes.CLIENT_SECRET})
-
-
-def utc_iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with seconds, or None."""
-    return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else None
 
 
 def _parse_iso(text: Any) -> datetime | None:
@@ -172,39 +169,6 @@ def _from_epoch(value: Any) -> datetime | None:
         return datetime.fromtimestamp(int(value), UTC) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
-
-
-@dataclass(frozen=True)
-class AccountStatus:
-    """The sign-in state of one account, as ``faxgw auth status`` shows it."""
-
-    account: str
-    state: str
-    access_token_expires: datetime | None = None
-    last_refresh: datetime | None = None
-    refresh_token_expires_by_inactivity: datetime | None = None
-    code: int | None = None
-    solution: str | None = None
-    #: The last keep-alive: ``{"at": ISO, "ok": bool, "code": int | None}``.
-    last_keepalive: dict[str, Any] | None = None
-    #: The last sign-in problem in words (names the AADSTS code), if the state comes from it.
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``auth status --json`` object (times as ISO 8601 UTC)."""
-        return {
-            "account": self.account,
-            "state": self.state,
-            "access_token_expires": utc_iso(self.access_token_expires),
-            "last_refresh": utc_iso(self.last_refresh),
-            "refresh_token_expires_by_inactivity": utc_iso(
-                self.refresh_token_expires_by_inactivity
-            ),
-            "code": self.code,
-            "solution": self.solution,
-            "last_keepalive": self.last_keepalive,
-            "detail": self.detail or None,
-        }
 
 
 def _needs_sign_in(account: str, code: int, detail: str = "", **times: Any) -> AccountStatus:

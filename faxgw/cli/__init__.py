@@ -1,19 +1,23 @@
-"""The ``faxgw`` command line.
+"""The ``faxgw`` command line: a face over the use cases in :mod:`faxgw.app`.
 
 Exit codes: 0 success; 1 the operation failed (a job or server error, a job in the wrong
-state); 2 the command was wrong (usage, configuration). Errors are one line on stderr,
-never a traceback.
+state, a file or the job store that cannot be read or written); 2 the command was wrong
+(usage, configuration). Errors are one line on stderr with their status code where one
+applies, whatever their type; never a traceback (``-vv`` logs it).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from ..errors import ConfigError, FaxgwError
+from ..domain.codes import INTERNAL
+from ..domain.errors import ConfigError, FaxgwError
 from ..redact import SecretFilter
 from .context import CliContext
 
@@ -49,10 +53,9 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import control, demo, fax, queue, run
+    from . import demo, queue, run, send, status
 
-    for command in (*queue.COMMANDS, *control.COMMANDS, run.run, demo.demo, fax.profiles,
-                    fax.preview):
+    for command in (*send.COMMANDS, *queue.COMMANDS, *status.COMMANDS, run.run, demo.demo):
         cli.add_command(command)
     try:
         from .auth import auth
@@ -75,13 +78,29 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ConfigError as exc:
-        click.echo(f"faxgw: configuration error: {exc}", err=True)
-        sys.exit(2)
+        _fail(f"configuration error: {exc}", exc, exit_code=2)
     except FaxgwError as exc:
-        click.echo(f"faxgw: {exc}", err=True)
-        sys.exit(1)
+        code = exc.code
+        _fail(str(exc) if code is None or f"code {code}" in str(exc)
+              else f"{exc} (code {code})", exc)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except OSError as exc:
+        # A file, a folder or the network, outside any job: say which, in one line.
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        _fail(f"{exc.strerror or type(exc).__name__}{where}", exc)
+    except sqlite3.Error as exc:
+        _fail(f"job store: {exc}", exc)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a trace
+        _fail(f"unexpected error (code {INTERNAL}): {type(exc).__name__}: {exc}; "
+              "run with -vv to log the details", exc)
     # click returns the code of a ctx.exit(N) when standalone mode is off.
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, exc: BaseException, *, exit_code: int = 1) -> NoReturn:
+    """One line on stderr; the traceback only in the log, at ``-vv``."""
+    logging.getLogger("faxgw").debug("the error in full:", exc_info=exc)
+    click.echo(f"faxgw: {' '.join(message.split())}", err=True)
+    sys.exit(exit_code)

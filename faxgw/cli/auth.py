@@ -11,17 +11,15 @@ import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import click
 
-from .. import codes
-from ..auth import make_provider
-from ..auth.device_flow import PollEvent, SignInCancelled
-from ..auth.oauth2 import OAuth2Provider
-from ..auth.token_cache import SIGN_IN_NEEDED, AccountStatus
-from ..config import Config
-from ..errors import ConfigError, FaxgwError
+from ..app import signin
+from ..app.signin import PollEvent, SignInCancelled
+from ..domain import codes
+from ..domain.errors import ConfigError, FaxgwError
+from ..domain.signin import SIGN_IN_NEEDED, AccountStatus
 from .context import CliContext, pass_cli
 
 P = ParamSpec("P")
@@ -55,13 +53,6 @@ def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _oauth2(config: Config, command: str) -> OAuth2Provider:
-    if config.auth.method != "oauth2":
-        raise ConfigError(f"[auth] method: 'faxgw auth {command}' needs method = \"oauth2\" "
-                          f"(it is \"{config.auth.method}\")")
-    return OAuth2Provider(config)
-
-
 def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "unknown"
 
@@ -80,8 +71,8 @@ def login(cli_ctx: CliContext, account: str | None) -> None:
     """Sign in with a code shown here, on any device with a browser."""
     config = cli_ctx.config
     account = account or config.auth.account or None
-    with _oauth2(config, "login") as provider:
-        flow = provider.start_device_flow(account)
+    with signin.start_sign_in(config, account) as sign_in:
+        flow = sign_in.flow
         until = datetime.fromtimestamp(flow.expires_at, UTC)
         who = f" as {account}" if account else ""
         click.echo(f"To sign in, open {flow.verification_uri} in a browser on any device "
@@ -97,7 +88,7 @@ def login(cli_ctx: CliContext, account: str | None) -> None:
                 click.echo(f"The sign-in service asked to wait longer between checks "
                            f"({event.interval:g} s).")
 
-        username = provider.finish_device_flow(flow, on_poll=on_poll)
+        username = sign_in.finish(on_poll=on_poll)
     click.echo(f"Signed in as {username}. Waiting jobs will go out by themselves.")
 
 
@@ -133,8 +124,7 @@ def _describe(status: AccountStatus) -> list[str]:
 @_reports_errors
 def status(cli_ctx: CliContext, as_json: bool) -> None:
     """Per account: signed in / expired / sign-in needed, and when the sign-in expires."""
-    with _oauth2(cli_ctx.config, "status") as provider:
-        statuses = provider.status()
+    statuses = signin.statuses(cli_ctx.config)
     if as_json:
         click.echo(json.dumps([s.to_json() for s in statuses], indent=2))
         return
@@ -153,8 +143,7 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
 @_reports_errors
 def logout(cli_ctx: CliContext, account: str | None) -> None:
     """Remove the stored sign-in (tokens) of one account or of all."""
-    with _oauth2(cli_ctx.config, "logout") as provider:
-        removed = provider.logout(account)
+    removed = signin.sign_out(cli_ctx.config, account)
     if not removed:
         if account:
             _fail(f"{account} is not signed in")
@@ -162,21 +151,6 @@ def logout(cli_ctx: CliContext, account: str | None) -> None:
         return
     for name in removed:
         click.echo(f"Signed out {name}. Its jobs wait until someone signs in again.")
-
-
-async def _probe(config: Config, account: str) -> None:
-    # The worker's own session code: connect, TLS, AUTH (one forced refresh after a
-    # 535 5.7.3), QUIT. Nothing is sent.
-    from ..transport.smtp import SmtpSession
-
-    provider = make_provider(config)
-    try:
-        async with SmtpSession(config.smtp, provider, account):
-            pass
-    finally:
-        close: Any = getattr(provider, "close", None)
-        if callable(close):
-            close()
 
 
 @auth.command(name="test")
@@ -190,7 +164,7 @@ def test_command(cli_ctx: CliContext, account: str | None) -> None:
     account = account or config.auth.account or config.smtp.sender
     smtp = config.smtp
     try:
-        asyncio.run(_probe(config, account))
+        asyncio.run(signin.probe(config, account))
     except FaxgwError as exc:
         if isinstance(exc, ConfigError):
             raise

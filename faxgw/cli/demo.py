@@ -7,7 +7,6 @@ prints the job log, and shows where the received emails lie.
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import io
@@ -19,12 +18,11 @@ from pathlib import Path
 import click
 from pypdf import PdfReader
 
+from ..app import demo as demo_run
 from ..config import Config
-from ..intake import register
-from ..spool import Spool, write_atomic
-from ..worker import Worker
+from ..fsutil import write_atomic
 from .context import CliContext, pass_cli
-from .queue import print_jobs
+from .output import print_jobs
 
 MARKER = ".faxgw-demo"
 SAMPLES = ("letter.pdf", "note.txt", "scan.jpg", "logo.png", "fax-g4.tif")
@@ -54,32 +52,6 @@ def demo_config(base: Config, out: Path, *, host: str, port: int, ca_file: Path,
         "auth": base.auth.model_copy(update={
             "method": "password", "username": "demo", "password_file": password_file}),
     })
-
-
-def _feed(config: Config, samples: Path) -> None:
-    """One job by each intake path: submit, a number folder, a manifest."""
-    spool = Spool(config.spool.dir, settle_seconds=0)
-    spool.ensure()
-    from ..store import open_store
-
-    store = open_store(config)
-    try:
-        intake = spool.submit("+4930123456", [samples / "letter.pdf", samples / "note.txt"],
-                              subject="Contract and note", note="Two documents, one fax.")
-        register(intake, config=config, store=store, spool=spool)
-    finally:
-        store.close()
-    drop = spool.layout.outgoing / "+4989765432"
-    drop.mkdir()
-    shutil.copy(samples / "scan.jpg", drop / "scan.jpg")
-    outgoing = spool.layout.outgoing
-    shutil.copy(samples / "logo.png", outgoing / "logo.png")
-    shutil.copy(samples / "fax-g4.tif", outgoing / "fax-g4.tif")
-    (outgoing / "order.fax").write_text(
-        'to = "+1 212 555 8596"\nfiles = ["logo.png", "fax-g4.tif"]\n'
-        'subject = "Order 4711"\nnote = "Logo and the signed order form."\n',
-        encoding="utf-8",
-    )
 
 
 def _describe(path: Path) -> str:
@@ -121,15 +93,10 @@ def demo(cli_ctx: CliContext, out: Path) -> None:
                              ca_file=server.ca_file, password_file=password_file)
         click.echo(f"Local SMTP server with STARTTLS on {server.host}:{server.port} "
                    f"(test CA {server.ca_file})")
-        _feed(config, samples)
+        demo_run.feed(config, samples)
         click.echo("Submitted: letter.pdf + note.txt with 'faxgw submit'; scan.jpg dropped "
                    "into outgoing/+4989765432/; logo.png + fax-g4.tif with outgoing/order.fax")
-        worker = Worker(config)
-        try:
-            summary = asyncio.run(worker.run_once())
-            rows = worker.store.list_jobs()
-        finally:
-            worker.close()
+        summary, rows = demo_run.run(config)
     click.echo(f"\nRun: {summary.taken} taken from the drop folders, {summary.sent} sent, "
                f"{summary.deferred} deferred, {summary.failed} failed.\n\nJob log:")
     print_jobs(rows)

@@ -1,4 +1,5 @@
-"""PDF rendering of a fax job: every document, in order, as one PDF on the configured paper.
+"""Rendering a fax job: every document, in order, as one PDF on the configured paper (or the
+fax TIFF a service wants), with its cover page, checked against every limit.
 
 Public API::
 
@@ -6,11 +7,13 @@ Public API::
     render_pdf(documents, out, *, paper="A4", font=None) -> Rendered(path, pages, bytes)
     PAPER_SIZES  # {"A4": (595.28, 841.89), "Letter": (612.0, 792.0)}, in points
 
-Bad documents raise :class:`faxgw.errors.DocumentError` (codes 410, 411, 412; 420 for an
+Bad documents raise :class:`faxgw.domain.errors.DocumentError` (codes 410, 411, 412; 420 for an
 image too large to decode), never a library's own exception.
 
 Modules: ``detect`` (type by content), ``pdf`` (the job: parts, boundary, atomic write),
-``pdfinput`` (PDF pages onto the paper), ``images`` (img2pdf), ``text`` (fpdf2).
+``pdfinput`` (PDF pages onto the paper), ``images`` (img2pdf), ``text`` (fpdf2), ``tiff``
+(fax TIFF), ``cover`` (the cover page), ``attachment`` (what a service gets), ``preflight``
+(the service's and the mail server's limits), ``job`` (a job's attachment, start to end).
 """
 
 from __future__ import annotations

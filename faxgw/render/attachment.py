@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pypdf import PdfReader, PdfWriter
 
+from ..fax.profiles import ServiceRules
 from ..fsutil import write_atomic
-from ..profiles import ServiceRules
 from .cover import CoverInfo, load_template, render_cover
 from .pdf import Rendered, render_pdf
 from .tiff import pdf_to_tiff
@@ -47,8 +47,8 @@ def build_attachment(
     as a page. The result points at ``fax-<id>.pdf``, or at ``fax-<id>.tif`` when
     ``rules.attach_as`` is ``"tiff"`` (pages and bytes are then the TIFF's).
 
-    Raises :class:`~faxgw.errors.DocumentError` for a bad document (codes 410, 411, 412,
-    420) or a TIFF that fails its check (590), :class:`~faxgw.errors.ConfigError` for an
+    Raises :class:`~faxgw.domain.errors.DocumentError` for a bad document (codes 410, 411, 412,
+    420) or a TIFF that fails its check (590), :class:`~faxgw.domain.errors.ConfigError` for an
     unusable cover template; nothing half-written is left behind.
     """
     pdf_path, tiff_path = attachment_paths(Path(job_dir), job_id)

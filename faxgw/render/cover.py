@@ -27,7 +27,7 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.fonts import TTFFont
 
-from ..errors import ConfigError
+from ..domain.errors import ConfigError
 from .pdf import paper_size
 from .text import MARGIN, _close_fonts, _printable, resolve_font
 

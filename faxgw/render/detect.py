@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..codes import DOCUMENT_UNREADABLE, DOCUMENT_UNSUPPORTED
-from ..errors import DocumentError
+from ..domain.codes import DOCUMENT_UNREADABLE, DOCUMENT_UNSUPPORTED
+from ..domain.errors import DocumentError
 
 #: How much of a file is looked at to decide its type.
 HEAD_BYTES = 64 * 1024

@@ -3,7 +3,7 @@
 Each document is judged by its content (:mod:`.detect`), made into a PDF of its own on the
 paper (:mod:`.pdfinput`, :mod:`.images`, :mod:`.text`), and the parts are joined. Working
 document by document keeps every failure attributable: pypdf, Pillow, img2pdf and fpdf2
-exceptions are translated into :class:`~faxgw.errors.DocumentError` at one boundary,
+exceptions are translated into :class:`~faxgw.domain.errors.DocumentError` at one boundary,
 :func:`_translated`, around each document, and joining the parts afterwards only touches PDFs
 faxgw wrote itself.
 
@@ -29,8 +29,8 @@ from PIL import Image, UnidentifiedImageError
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError, PyPdfError
 
-from ..codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE, TOO_LARGE
-from ..errors import DocumentError
+from ..domain.codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE, TOO_LARGE
+from ..domain.errors import DocumentError
 from ..fsutil import write_atomic
 from .detect import HEAD_BYTES, classify
 from .images import image_to_pdf
@@ -66,7 +66,7 @@ def render_pdf(
     by content. Every page fits ``paper`` (a key of :data:`PAPER_SIZES`, any case); ``font``
     is a TrueType font for text documents (default: DejaVu Sans Mono if installed).
 
-    Raises :class:`~faxgw.errors.DocumentError` naming the first bad document, with ``code``
+    Raises :class:`~faxgw.domain.errors.DocumentError` naming the first bad document, with ``code``
     ``DOCUMENT_UNREADABLE`` (empty, corrupt, truncated), ``DOCUMENT_ENCRYPTED`` (password),
     ``DOCUMENT_UNSUPPORTED`` (unknown or mislabelled type) or ``TOO_LARGE`` (an image too
     large to decode safely). ``ValueError`` for an unknown paper or no documents, ``OSError``
@@ -106,7 +106,7 @@ def render_document(
 ) -> bytes:
     """One document as a PDF of its own, every page fitting ``page_size``.
 
-    Raises :class:`~faxgw.errors.DocumentError` and nothing else for a bad document.
+    Raises :class:`~faxgw.domain.errors.DocumentError` and nothing else for a bad document.
     """
     name = path.name
     with _translated(name, "file"):

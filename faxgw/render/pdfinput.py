@@ -19,8 +19,8 @@ import re
 from pypdf import PageObject, PasswordType, PdfReader, PdfWriter, Transformation
 from pypdf.generic import DictionaryObject
 
-from ..codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE
-from ..errors import DocumentError
+from ..domain.codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE
+from ..domain.errors import DocumentError
 
 log = logging.getLogger("faxgw.render")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.fonts import TTFFont
 
-from ..codes import DOCUMENT_UNREADABLE
-from ..errors import DocumentError
+from ..domain.codes import DOCUMENT_UNREADABLE
+from ..domain.errors import DocumentError
 
 log = logging.getLogger("faxgw.render")
 

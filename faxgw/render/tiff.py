@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageOps
 from pypdf import PdfReader
 
-from ..codes import DOCUMENT_UNREADABLE, INTERNAL
-from ..errors import DocumentError
+from ..domain.codes import DOCUMENT_UNREADABLE, INTERNAL
+from ..domain.errors import DocumentError
 from ..fsutil import fsync_dir
 from .pdf import Rendered
 
@@ -90,7 +90,7 @@ def pdf_to_tiff(
 
     ``compression`` is ``"group4"`` (CCITT T.6, MMR) or ``"group3"`` (CCITT T.4 1-D, MH).
     ``timeout`` limits the rasterising child (default: 60 s + 10 s per page); it is killed
-    when the time is up. Raises :class:`~faxgw.errors.DocumentError` with code 410 when
+    when the time is up. Raises :class:`~faxgw.domain.errors.DocumentError` with code 410 when
     pdfium cannot render a page, and code 590 (internal) when the child fails, times out
     or the file read back does not pass the checks. Nothing is left at ``out`` on failure.
     """

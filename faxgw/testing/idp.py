@@ -35,14 +35,13 @@ State and switches (all thread-safe; the server runs in its own threads):
   (AADSTS7000215 wrong secret, 7000222 expired).
 - :attr:`requests`: a counter per grant and endpoint (proves that a keep-alive refreshed).
 - :meth:`stop`: the IdP becomes unreachable.
+
+The endpoints' answers are in :mod:`faxgw.testing.idp_endpoints` (inherited by
+:class:`LocalIdentityProvider`), its HTTP request handler in :mod:`faxgw.testing.idp_http`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import logging
-import secrets
 import ssl
 import tempfile
 import threading
@@ -50,14 +49,15 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import trustme
 
-from faxgw.testing.idp_assertion import JWT_BEARER, verify_client_assertion
+from faxgw.testing.idp_endpoints import DEVICE_GRANT as DEVICE_GRANT
+from faxgw.testing.idp_endpoints import OIDC_SCOPES as OIDC_SCOPES
+from faxgw.testing.idp_endpoints import EntraEndpoints
+from faxgw.testing.idp_http import handler_for
 from faxgw.testing.idp_records import (
     DESCRIPTIONS,
     DEVICE_ERRORS,
@@ -68,17 +68,8 @@ from faxgw.testing.idp_records import (
     Switches,
 )
 
-log = logging.getLogger("faxgw.testing.idp")
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-#: Scopes msal adds itself; they are not resources and are not echoed in ``scope``.
-OIDC_SCOPES = frozenset({"openid", "profile", "offline_access"})
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-class LocalIdentityProvider:
+class LocalIdentityProvider(EntraEndpoints):
     """An HTTPS identity provider on 127.0.0.1 with Entra's endpoint shapes.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``directory`` receives
@@ -130,7 +121,7 @@ class LocalIdentityProvider:
         """Listen on 127.0.0.1 (a free port) with TLS, serving from a daemon thread."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(self))
         server.daemon_threads = True
         server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
@@ -306,264 +297,3 @@ class LocalIdentityProvider:
         """Count one request to ``name`` (a grant or an endpoint) in :attr:`requests`."""
         with self._lock:
             self.requests[name] += 1
-
-    # -- protocol --------------------------------------------------------------------------
-
-    def openid_configuration(self, tenant: str) -> dict[str, Any]:
-        """The discovery document msal fetches when its application is built."""
-        base = f"{self.base_url}/{tenant}"
-        return {
-            "issuer": f"{self.base_url}/{self.tenant_id}/v2.0",
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-            "jwks_uri": f"{base}/discovery/v2.0/keys",
-            "response_types_supported": ["code", "id_token", "code id_token"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post",
-                                                      "client_secret_basic",
-                                                      "private_key_jwt"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "tenant_region_scope": "EU",
-        }
-
-    def device_authorization(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        """``POST …/devicecode``: a new device code, unless a failure is scripted."""
-        client_id = form.get("client_id", "")
-        failure = self._take_failure("devicecode", None)
-        if failure is not None:
-            return failure.status, self._error_body(failure.error, failure.aadsts, client_id)
-        letters = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-        user_code = "".join(secrets.choice(letters) for _ in range(9))
-        device_code = _b64url(secrets.token_bytes(96))
-        scopes = tuple(form.get("scope", "").split())
-        with self._lock:
-            self._devices[device_code] = DeviceCode(
-                user_code, client_id, scopes, self.now() + self.device_expires_in
-            )
-            self.last_user_code = user_code
-            self.last_device_code = device_code
-        uri = f"{self.base_url}/devicelogin"
-        return 200, {
-            "user_code": user_code,
-            "device_code": device_code,
-            "verification_uri": uri,
-            "expires_in": self.device_expires_in,
-            "interval": self.device_interval,
-            "message": f"To sign in, use a web browser to open the page {uri} and enter the "
-                       f"code {user_code} to authenticate.",
-        }
-
-    def token(self, form: dict[str, str], basic: tuple[str, str] | None
-              ) -> tuple[int, dict[str, Any]]:
-        """``POST …/token`` for the three grants faxgw uses."""
-        grant = form.get("grant_type", "")
-        client_id = form.get("client_id") or (basic[0] if basic else "")
-        if grant == DEVICE_GRANT:
-            self.count("device_code")
-            return self._device_grant(form, client_id)
-        if grant == "refresh_token":
-            self.count("refresh_token")
-            return self._refresh_grant(form, client_id)
-        if grant == "client_credentials":
-            self.count("client_credentials")
-            secret = form.get("client_secret") or (basic[1] if basic else "")
-            return self._client_grant(form, client_id, secret)
-        return 400, {"error": "unsupported_grant_type",
-                     "error_description": f"AADSTS70003: Unsupported grant type {grant}."}
-
-    def _device_grant(self, form: dict[str, str], client_id: str
-                      ) -> tuple[int, dict[str, Any]]:
-        with self._lock:
-            device = self._devices.get(form.get("device_code", ""))
-            if device is None or device.finished:
-                return self._poll_answer("bad_verification_code", client_id)
-            device.polls += 1
-            if device.expires_at <= self.now():
-                return self._poll_answer("expired_token", client_id)
-            script = self._switches.device_script
-            if device.polls <= len(script):
-                return self._poll_answer(script[device.polls - 1], client_id)
-            account = device.approved_by
-            outcome = self._switches.device_outcome
-            if account is None and outcome == "approve":
-                account = self._switches.auto_approve_account
-            if account is None:
-                if outcome in ("approve", "pending"):
-                    return self._poll_answer("authorization_pending", client_id)
-                device.finished = True
-                return self._poll_answer(outcome, client_id)
-            failure = self._take_failure("device_code", account)
-            if failure is not None:
-                device.finished = True
-                return failure.status, self._error_body(failure.error, failure.aadsts,
-                                                        client_id)
-            device.finished = True
-            self.poll_log.append((time.monotonic(), "approved"))
-            return 200, self._issue(account, client_id, device.scopes, with_refresh=True)
-
-    def _poll_answer(self, error: str, client_id: str) -> tuple[int, dict[str, Any]]:
-        self.poll_log.append((time.monotonic(), error))
-        return 400, self._error_body(error, DEVICE_ERRORS.get(error), client_id)
-
-    def _refresh_grant(self, form: dict[str, str], client_id: str
-                       ) -> tuple[int, dict[str, Any]]:
-        with self._lock:
-            record = self._refresh.get(form.get("refresh_token", ""))
-            if record is None:
-                return 400, self._error_body("invalid_grant", 9002313, client_id,
-                                             "Invalid request. Request is malformed or "
-                                             "invalid.")
-            if record.dead_with is not None:
-                return 400, self._error_body("invalid_grant", record.dead_with, client_id)
-            failure = self._take_failure("refresh_token", record.account)
-            if failure is not None:
-                return failure.status, self._error_body(failure.error, failure.aadsts,
-                                                        client_id)
-            scopes = tuple(form.get("scope", "").split())
-            # Entra: the redeemed refresh token stays valid; a new one is returned as well.
-            return 200, self._issue(record.account, client_id, scopes, with_refresh=True)
-
-    def _client_grant(self, form: dict[str, str], client_id: str, secret: str
-                      ) -> tuple[int, dict[str, Any]]:
-        with self._lock:
-            failure = self._take_failure("client_credentials", None)
-            if failure is not None:
-                return failure.status, self._error_body(failure.error, failure.aadsts,
-                                                        client_id)
-            if form.get("client_assertion_type") == JWT_BEARER:
-                refused = verify_client_assertion(
-                    form.get("client_assertion", ""), self._certificates.get(client_id, []),
-                    client_id=client_id, token_endpoint_prefix=self.base_url, now=self.now())
-                if refused is not None:
-                    return 401, self._error_body("invalid_client", refused, client_id)
-                scopes = tuple(form.get("scope", "").split())
-                return 200, self._issue(None, client_id, scopes, with_refresh=False)
-            known = self._secrets.get(client_id, {})
-            if secret not in known:
-                return 401, self._error_body("invalid_client", 7000215, client_id)
-            if known[secret]:
-                return 401, self._error_body("invalid_client", 7000222, client_id)
-            scopes = tuple(form.get("scope", "").split())
-            return 200, self._issue(None, client_id, scopes, with_refresh=False)
-
-    def _take_failure(self, grant: str, account: str | None) -> Failure | None:
-        with self._lock:
-            for failure in self._failures:
-                if failure.grant != grant:
-                    continue
-                if failure.account is not None and (
-                    account is None or failure.account.lower() != account.lower()
-                ):
-                    continue
-                if failure.times is not None:
-                    failure.times -= 1
-                    if failure.times <= 0:
-                        self._failures.remove(failure)
-                return failure
-        return None
-
-    def _error_body(self, error: str, aadsts: int | None, client_id: str,
-                    description: str | None = None) -> dict[str, Any]:
-        text = description or DESCRIPTIONS.get(
-            aadsts or -1, ("", error.replace("_", " ").capitalize() + "."))[1]
-        trace, correlation = uuid.uuid4(), uuid.uuid4()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.now()))
-        prefix = f"AADSTS{aadsts}: " if aadsts else ""
-        body: dict[str, Any] = {
-            "error": error,
-            "error_description": f"{prefix}{text} Trace ID: {trace} Correlation ID: "
-                                 f"{correlation} Timestamp: {stamp}",
-            "timestamp": stamp,
-            "trace_id": str(trace),
-            "correlation_id": str(correlation),
-        }
-        if aadsts:
-            body["error_codes"] = [aadsts]
-            body["error_uri"] = f"{self.base_url}/error?code={aadsts}"
-        return body
-
-    def _issue(self, account: str | None, client_id: str, scopes: tuple[str, ...],
-               *, with_refresh: bool) -> dict[str, Any]:
-        now = self.now()
-        resource_scopes = tuple(s for s in scopes if s not in OIDC_SCOPES)
-        # Real access tokens are 1.5-3 KB; ~2 KB here keeps line-length limits honest.
-        access_token = _b64url(secrets.token_bytes(1536))
-        lifetime = self.access_token_lifetime
-        self._tokens[access_token] = IssuedToken(account, client_id, resource_scopes,
-                                                 now + lifetime)
-        response: dict[str, Any] = {
-            "token_type": "Bearer",
-            "scope": " ".join(resource_scopes),
-            "expires_in": lifetime,
-            "ext_expires_in": lifetime,
-            "access_token": access_token,
-        }
-        if account is not None and with_refresh:
-            refresh_token = _b64url(secrets.token_bytes(384))
-            self._refresh[refresh_token] = RefreshToken(account, client_id)
-            oid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"faxgw-idp:{account.lower()}"))
-            claims = {
-                "aud": client_id, "iss": f"{self.base_url}/{self.tenant_id}/v2.0",
-                "iat": int(now), "nbf": int(now), "exp": int(now) + 3600,
-                "tid": self.tenant_id, "oid": oid, "sub": oid, "ver": "2.0",
-                "preferred_username": account, "name": account.split("@")[0],
-            }
-            header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
-            response["refresh_token"] = refresh_token
-            response["id_token"] = f"{header}.{_b64url(json.dumps(claims).encode())}."
-            response["client_info"] = _b64url(
-                json.dumps({"uid": oid, "utid": self.tenant_id}).encode()
-            )
-        return response
-
-
-def _handler_for(idp: LocalIdentityProvider) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.0: one request per connection, so stop() really cuts every client off.
-        protocol_version = "HTTP/1.0"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
-            log.debug("idp %s", format % args)
-
-        def _send(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
-            if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known",
-                                                  "openid-configuration"]:
-                idp.count("openid-configuration")
-                self._send(200, idp.openid_configuration(parts[0]))
-                return
-            self._send(404, {"error": "not_found"})
-
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length).decode("utf-8")
-            form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-            parts = [p for p in urlsplit(self.path).path.split("/") if p]
-            endpoint = parts[1:] if len(parts) == 4 else []
-            if endpoint == ["oauth2", "v2.0", "devicecode"]:
-                idp.count("devicecode")
-                self._send(*idp.device_authorization(form))
-            elif endpoint == ["oauth2", "v2.0", "token"]:
-                self._send(*idp.token(form, self._basic_auth()))
-            else:
-                self._send(404, {"error": "not_found"})
-
-        def _basic_auth(self) -> tuple[str, str] | None:
-            header = self.headers.get("Authorization") or ""
-            if not header.startswith("Basic "):
-                return None
-            user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
-            return unquote(user.replace("+", " ")), unquote(password.replace("+", " "))
-
-    return Handler

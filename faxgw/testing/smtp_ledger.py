@@ -4,8 +4,8 @@ The :class:`Ledger` is shared by every connection of one server. Connections run
 server's event-loop thread while tests read the records from the main thread, so every
 change happens under one lock and readers get plain lists that are only ever appended to.
 
-The limits copy Exchange Online's documented per-mailbox behaviour (see FIELD-NOTES.md,
-"Exchange Online / Outlook.com SMTP submission"):
+The limits copy Exchange Online's documented per-mailbox behaviour (Microsoft's "Exchange
+Online limits" page, sending limits for SMTP client submission):
 
 * at most N concurrent *authenticated* sessions per user; the next one is refused at AUTH
   with :data:`CONCURRENCY_REPLY`;

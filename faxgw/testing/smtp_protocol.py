@@ -20,38 +20,36 @@ loop. What it changes in aiosmtpd 1.4 and why:
 The transcript relies on two aiosmtpd 1.4 internals, checked by the test suite: the command
 loop reads lines with ``StreamReader.readuntil()`` (default separator ``b"\\n"``) while DATA
 reads with ``readuntil(b"\\r\\n")``, and AUTH challenge responses go through ``readline()``.
+
+The AUTH side lives in :mod:`faxgw.testing.smtp_auth` (inherited), the aiosmtpd handler hooks
+and session in :mod:`faxgw.testing.smtp_hooks`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import collections
 import functools
 import ssl
-from base64 import b64decode
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AnyStr, Literal, cast
+from typing import AnyStr, Literal, cast
 
-from aiosmtpd.smtp import (
-    MISSING,
-    SMTP,
-    AuthResult,
-    Envelope,
-    LoginPassword,
-    Session,
-    TLSSetupException,
-    syntax,
-)
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from faxgw.testing.smtp_faults import Fault, FaultPlan, is_reply_line
-from faxgw.testing.smtp_ledger import (
-    CONCURRENCY_REPLY,
-    RATE_REPLY,
-    Ledger,
-    Received,
+from faxgw.testing.smtp_auth import (
+    AUTH_FAILURE_REPLY,
+    AUTH_LINE_LIMIT,
+    AUTH_SUCCESS_REPLY,
+    NOT_AUTHENTICATED_REPLY,
+    ExchangeAuthSMTP,
+    TokenValidator,
+    parse_xoauth2,
 )
+from faxgw.testing.smtp_faults import Fault, FaultPlan
+from faxgw.testing.smtp_hooks import SERVER_ERROR_REPLY as SERVER_ERROR_REPLY
+from faxgw.testing.smtp_hooks import Handler, QuietSession
+from faxgw.testing.smtp_ledger import RATE_REPLY, Ledger, Received
 
 __all__ = [
     "AUTH_FAILURE_REPLY",
@@ -64,17 +62,7 @@ __all__ = [
     "parse_xoauth2",
 ]
 
-AUTH_SUCCESS_REPLY = "235 2.7.0 Authentication successful"
-AUTH_FAILURE_REPLY = "535 5.7.3 Authentication unsuccessful"
-NOT_AUTHENTICATED_REPLY = "530 5.7.57 Client not authenticated to send mail"
 MESSAGE_ACCEPTED_REPLY = "250 2.0.0 OK"
-SERVER_ERROR_REPLY = "451 4.3.0 Temporary server error"
-
-AUTH_LINE_LIMIT = 16 * 1024
-"""Longest AUTH command line accepted. Tokens carrying many group claims exceed 4 KB."""
-
-TokenValidator = Callable[[str, str], "bool | str"]
-"""``(user, bearer token) -> True | False | reply line``; see :class:`ExchangeLikeSMTP`."""
 
 
 @dataclass(frozen=True)
@@ -95,75 +83,6 @@ class ProtocolSettings:
     """Connections open right now; touched only on the event-loop thread."""
 
 
-def parse_xoauth2(response: bytes) -> tuple[str, str] | None:
-    """Split a decoded SASL XOAUTH2 client response into ``(user, token)``.
-
-    The format is ``"user=" user "\\x01auth=Bearer " token "\\x01\\x01"``
-    (https://developers.google.com/gmail/imap/xoauth2-protocol, used by Exchange Online).
-    Returns None if the response does not have that shape.
-    """
-    parts = response.split(b"\x01")
-    if len(parts) != 4 or parts[2] or parts[3]:
-        return None
-    user_part, auth_part = parts[0], parts[1]
-    if not user_part.startswith(b"user=") or not auth_part.lower().startswith(b"auth=bearer "):
-        return None
-    user = user_part[len(b"user=") :].decode("utf-8", "replace")
-    token = auth_part[len(b"auth=bearer ") :].decode("utf-8", "replace")
-    if not user or not token:
-        return None
-    return user, token
-
-
-class _QuietSession(Session):
-    """aiosmtpd's Session, minus a log warning on every successful AUTH.
-
-    aiosmtpd 1.4's ``smtp_AUTH`` always sets the deprecated ``Session.login_data``, whose
-    setter logs "login_data is deprecated" each time; a test log full of those hides the
-    lines that matter.
-    """
-
-    @property  # type: ignore[override]
-    def login_data(self) -> Any:
-        return self._login_data
-
-    @login_data.setter
-    def login_data(self, value: Any) -> None:
-        self._login_data = value
-
-
-class _Handler:
-    """aiosmtpd hooks; the work is done by the connection (the ``server`` argument)."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        # The 5-argument hook replaces aiosmtpd's own bookkeeping, so it must remember the
-        # client's name itself. An "AUTH" keyword with no mechanism (no auth configured)
-        # would be a lie; leave it out.
-        session.host_name = hostname
-        return [line for line in responses if line.rstrip() != "250-AUTH"]
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        return await cast(ExchangeLikeSMTP, server).finish_message(envelope)
-
-    async def handle_exception(self, error: Exception) -> str:
-        # A TLS handshake the client aborted (e.g. it rejected our certificate) is client
-        # behaviour, not a server fault; aiosmtpd closes that connection itself.
-        if not isinstance(error, TLSSetupException):
-            self._ledger.note_error(error)
-        # Never echo the exception text: a raising token validator might quote the token.
-        return SERVER_ERROR_REPLY
-
-
 def _scriptable(
     verb: str, command: Callable[[SMTP, str], Awaitable[None]]
 ) -> Callable[[ExchangeLikeSMTP, str], Awaitable[None]]:
@@ -177,7 +96,7 @@ def _scriptable(
     return scripted_command
 
 
-class ExchangeLikeSMTP(SMTP):
+class ExchangeLikeSMTP(ExchangeAuthSMTP):
     """One connection of the test server.
 
     ``settings.token_validator(user, token)`` decides XOAUTH2: ``True`` accepts
@@ -214,7 +133,7 @@ class ExchangeLikeSMTP(SMTP):
         # then restore the RFC 5321 value that DATA checks each message line against.
         self.line_length_limit = AUTH_LINE_LIMIT + 2
         super().__init__(
-            _Handler(settings.ledger),
+            Handler(settings.ledger),
             hostname=settings.hostname,
             ident="faxgw test ESMTP ready",
             data_size_limit=settings.data_size_limit,
@@ -273,7 +192,7 @@ class ExchangeLikeSMTP(SMTP):
                 transport.close()  # flushes the last reply (e.g. a 421) first
 
     def _create_session(self) -> Session:
-        return _QuietSession(self.loop)
+        return QuietSession(self.loop)
 
     # -- transcript ------------------------------------------------------------------------
 
@@ -366,81 +285,6 @@ class ExchangeLikeSMTP(SMTP):
     smtp_RSET = _scriptable("RSET", SMTP.smtp_RSET)
     smtp_NOOP = _scriptable("NOOP", SMTP.smtp_NOOP)
     smtp_QUIT = _scriptable("QUIT", SMTP.smtp_QUIT)
-
-    # -- authentication --------------------------------------------------------------------
-
-    @syntax("AUTH <mechanism>")
-    async def smtp_AUTH(self, arg: str) -> None:
-        if await self._apply_fault("AUTH"):
-            return
-        self._in_auth_exchange = True  # challenge responses carry credentials: not logged
-        try:
-            await super().smtp_AUTH(arg)
-        finally:
-            self._in_auth_exchange = False
-
-    async def check_auth_needed(self, caller_method: str) -> bool:
-        """Refuse MAIL/RCPT/DATA before AUTH with Exchange's reply, if auth is required."""
-        assert self.session is not None
-        if self._settings.auth_required and not self.session.authenticated:
-            await self.push(NOT_AUTHENTICATED_REPLY)
-            return True
-        return False
-
-    def _check_password(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        mechanism: str,
-        auth_data: Any,
-    ) -> AuthResult:
-        """aiosmtpd ``authenticator`` for PLAIN and LOGIN."""
-        assert isinstance(auth_data, LoginPassword)
-        user = auth_data.login.decode("utf-8", "replace")
-        expected = (self._settings.users or {}).get(user)
-        if expected is None or expected.encode("utf-8") != auth_data.password:
-            return AuthResult(success=False, handled=False, message=AUTH_FAILURE_REPLY)
-        return self._admit(user, mechanism)
-
-    async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
-        """SASL XOAUTH2, with an initial response (aiosmtplib) or after an empty 334."""
-        validator = self._settings.token_validator
-        assert validator is not None  # the mechanism is excluded without a validator
-        if len(args) == 1:
-            # RFC 4954 §4: no initial response, so send an empty challenge ("334 ").
-            response = await self.challenge_auth("")
-            if response is MISSING:
-                return AuthResult(success=False, handled=True)  # 501 already sent
-        else:
-            try:
-                response = b64decode(args[1], validate=True)
-            except binascii.Error:
-                await self.push("501 5.5.2 Can't decode base64")
-                return AuthResult(success=False, handled=True)
-        assert isinstance(response, bytes)
-        parsed = parse_xoauth2(response)
-        if parsed is None:
-            return AuthResult(success=False, handled=False, message=AUTH_FAILURE_REPLY)
-        user, token = parsed
-        verdict = validator(user, token)
-        if isinstance(verdict, str):
-            if not is_reply_line(verdict):
-                raise ValueError("token_validator returned a string that is not a reply line")
-            if verdict.startswith("235"):
-                return self._admit(user, "XOAUTH2", reply=verdict)
-            return AuthResult(success=False, handled=False, message=verdict)
-        if verdict:
-            return self._admit(user, "XOAUTH2")
-        return AuthResult(success=False, handled=False, message=AUTH_FAILURE_REPLY)
-
-    def _admit(self, user: str, mechanism: str, reply: str = AUTH_SUCCESS_REPLY) -> AuthResult:
-        """Valid credentials: take a concurrency slot for ``user``, or refuse with 432."""
-        if not self._ledger.admit_user(user):
-            return AuthResult(success=False, handled=False, message=CONCURRENCY_REPLY)
-        self._auth_user = user
-        self._auth_mechanism = mechanism
-        return AuthResult(success=True, message=reply, auth_data=user)
 
     # -- end of data -----------------------------------------------------------------------
 

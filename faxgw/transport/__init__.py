@@ -1,5 +1,4 @@
-"""Transports that hand a fax email to a mail server (SMTP now; Microsoft Graph later)."""
+"""Transports: adapters that hand a fax email to a mail service (SMTP now; Graph next).
 
-from .smtp import SmtpSession, tls_context, translate
-
-__all__ = ["SmtpSession", "tls_context", "translate"]
+Each adapter implements :class:`faxgw.ports.Transport`; :mod:`faxgw.app.wiring` picks one.
+"""

@@ -1,0 +1,98 @@
+"""Reading the gateway's state: the job log, one job's history, the codes, the status sheet,
+the service profiles. Nothing here changes anything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Config
+from ..domain import codes
+from ..domain.errors import ConfigError
+from ..domain.jobs import HistoryEvent, Job, JobState
+from ..fax.profiles import PROFILES, Profile, ServiceRules, rules_for
+from ..intake.register import default_sender
+from .signin import sign_in_summary
+from .wiring import store_open
+
+__all__ = ["JobDetail", "ProfileListing", "all_codes", "job_detail", "list_jobs", "profiles",
+           "status_sheet"]
+
+
+def list_jobs(config: Config, states: Iterable[JobState] | None = None,
+              limit: int | None = None) -> list[Job]:
+    """The job log, newest first, optionally only jobs in ``states``."""
+    with store_open(config) as store:
+        return store.list_jobs(states, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    """One job with its whole history, and its code's words."""
+
+    job: Job
+    history: list[HistoryEvent]
+    code: codes.StatusCode | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The job and its history, as ``faxgw show --json`` prints them."""
+        data = self.job.to_json()
+        data["history"] = [event.to_json() for event in self.history]
+        return data
+
+
+def job_detail(config: Config, job_id: str) -> JobDetail:
+    """One job (by id or a unique prefix) with its history; raises JobNotFoundError."""
+    with store_open(config) as store:
+        job = store.get(job_id)
+        history = store.history(job.id)
+    return JobDetail(job, history, codes.CODES.get(job.code) if job.code is not None else None)
+
+
+def all_codes() -> tuple[codes.StatusCode, ...]:
+    """Every job status code with its meaning and solution."""
+    return codes.all_codes()
+
+
+def status_sheet(config: Config) -> dict[str, Any]:
+    """The status sheet: service, mail server, sign-in and queue counts (``faxgw status``)."""
+    with store_open(config) as store:
+        counts = store.counts()
+    return {
+        "config": str(config.source) if config.source else None,
+        "spool": str(config.spool.dir),
+        "profile": config.service.profile,
+        "service_address": rules_for(config.service).address,
+        "region": config.service.region,
+        "paper": config.service.paper,
+        "smtp_host": config.smtp.host,
+        "smtp_port": config.smtp.port,
+        "security": config.smtp.security,
+        "certificate_validation": config.smtp.verify_certificate,
+        "auth_method": config.auth.method,
+        "account": default_sender(config),
+        "sign_in": sign_in_summary(config),
+        "queue": {state.value: count for state, count in counts.items()},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileListing:
+    """The built-in profiles, and the active one's rules (None when the configuration cannot
+    be used: ``problem`` says why)."""
+
+    profiles: tuple[Profile, ...]
+    active: ServiceRules | None
+    problem: str | None = None
+
+
+def profiles(config: Config | None, problem: str | None = None) -> ProfileListing:
+    """The built-in service profiles, marking the one ``config`` uses."""
+    if config is None:
+        return ProfileListing(tuple(PROFILES.values()), None, problem)
+    try:
+        rules = rules_for(config.service)
+    except ConfigError as exc:
+        return ProfileListing(tuple(PROFILES.values()), None, str(exc))
+    return ProfileListing(tuple(PROFILES.values()), rules)

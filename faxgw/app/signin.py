@@ -1,0 +1,99 @@
+"""Signing in to the email service: the device code sign-in, its state, sign-out, and a test
+that connects and signs in without sending (``faxgw auth``; the web console next)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..auth.device_flow import DeviceFlow, PollEvent, SignInCancelled
+from ..auth.oauth2 import OAuth2Provider
+from ..config import Config
+from ..domain.errors import ConfigError
+from ..domain.signin import AccountStatus
+from .wiring import make_credentials, make_transport
+
+__all__ = ["DeviceFlow", "PollEvent", "SignIn", "SignInCancelled", "probe", "sign_in_summary",
+           "sign_out", "start_sign_in", "statuses"]
+
+
+def _oauth2(config: Config, command: str) -> OAuth2Provider:
+    if config.auth.method != "oauth2":
+        raise ConfigError(f"[auth] method: 'faxgw auth {command}' needs method = \"oauth2\" "
+                          f"(it is \"{config.auth.method}\")")
+    return OAuth2Provider(config)
+
+
+class SignIn:
+    """A device code sign-in under way: show :attr:`flow` to the person, then :meth:`finish`.
+
+    Use as a context manager, so that the connections to the identity provider close."""
+
+    def __init__(self, config: Config, account: str | None) -> None:
+        self._provider = _oauth2(config, "login")
+        try:
+            self.flow: DeviceFlow = self._provider.start_device_flow(account)
+        except BaseException:
+            self._provider.close()
+            raise
+
+    def finish(self, on_poll: Callable[[PollEvent], None] | None = None) -> str:
+        """Wait until the person has signed in; the account signed in. Raises
+        :class:`SignInCancelled` on Ctrl-C, an ``AuthError`` when the sign-in fails."""
+        return self._provider.finish_device_flow(self.flow, on_poll=on_poll)
+
+    def close(self) -> None:
+        """Close the connections to the identity provider."""
+        self._provider.close()
+
+    def __enter__(self) -> SignIn:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def start_sign_in(config: Config, account: str | None = None) -> SignIn:
+    """Ask the identity provider for a device code to sign in as ``account`` (or
+    ``[auth] account``)."""
+    return SignIn(config, account or config.auth.account or None)
+
+
+def statuses(config: Config) -> list[AccountStatus]:
+    """Per account: signed in, expired or sign-in needed (from the token cache, offline)."""
+    with _oauth2(config, "status") as provider:
+        return provider.status()
+
+
+def sign_out(config: Config, account: str | None = None) -> list[str]:
+    """Remove the stored sign-in of ``account`` (or of every account); the accounts removed."""
+    with _oauth2(config, "logout") as provider:
+        return provider.logout(account)
+
+
+def sign_in_summary(config: Config) -> str:
+    """A one-line sign-in state for the status sheet (offline)."""
+    if config.auth.method == "none":
+        return "not needed (no authentication)"
+    if config.auth.method == "password":
+        return f"password for {config.auth.username or config.smtp.sender}"
+    try:
+        provider = OAuth2Provider(config)
+    except ConfigError as exc:
+        return f"not configured: {exc}"
+    try:
+        return provider.sign_in_summary()
+    finally:
+        provider.close()
+
+
+async def probe(config: Config, account: str) -> None:
+    """Connect to the mail server, secure the connection and sign in as ``account``, then
+    quit: nothing is sent. The worker's own session code (one forced token refresh after a
+    ``535 5.7.3``). Raises the classified error when it fails."""
+    credentials = make_credentials(config)
+    try:
+        session = make_transport(config, credentials).session(account)
+        await session.open()
+        await session.close()
+    finally:
+        credentials.close()

@@ -1,0 +1,53 @@
+"""``faxgw status`` (the status sheet) and ``faxgw codes`` (every job status code)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..app import queries
+from .context import CliContext, pass_cli
+
+_LABELS = [("Configuration", "config"), ("Spool", "spool"),
+           ("Fax service profile", "profile"), ("Fax service address", "service_address"),
+           ("Region", "region"), ("Paper", "paper"), ("SMTP host", "smtp_host"),
+           ("SMTP port", "smtp_port"), ("Security", "security"),
+           ("Certificate validation", "certificate_validation"),
+           ("Authentication", "auth_method"), ("Account", "account"), ("Sign-in", "sign_in")]
+
+
+@click.command(name="codes")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+def codes_command(as_json: bool) -> None:
+    """Every job status code with its meaning and solution."""
+    entries = queries.all_codes()
+    if as_json:
+        click.echo(json.dumps([{"code": e.code, "name": e.name, "status": e.status,
+                                "solution": e.solution, "failure": e.failure}
+                               for e in entries], indent=2))
+        return
+    for entry in entries:
+        click.echo(f"{entry.code}  {entry.name}\n     {entry.status}\n     Solution: "
+                   f"{entry.solution}\n")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status sheet as JSON.")
+@pass_cli
+def status(cli_ctx: CliContext, as_json: bool) -> None:
+    """The status sheet: service, mail server, sign-in and queue counts."""
+    sheet = queries.status_sheet(cli_ctx.config)
+    if as_json:
+        click.echo(json.dumps(sheet, indent=2))
+        return
+    for label, key in _LABELS:
+        value = sheet[key]
+        if key == "certificate_validation":
+            value = "on" if value else "OFF (insecure)"
+        click.echo(f"{label:>24}: {value}")
+    queue_line = ", ".join(f"{state} {count}" for state, count in sheet["queue"].items())
+    click.echo(f"{'Queue':>24}: {queue_line}")
+
+
+COMMANDS = (status, codes_command)

@@ -1,0 +1,115 @@
+"""Getting each job's attachment and email ready ahead of the session that sends it.
+
+The worker hands every job it takes to :class:`Preparer` right away: the job is rendered and
+pre-flighted (in threads, or in render processes for ``faxgw run``, see
+:mod:`faxgw.engine.renderpool`), and its email is built in the same step and kept in memory until a
+session asks for it, so a session never builds a message on the event loop while the other
+sessions' replies wait. Messages take at most :data:`MESSAGE_BUFFER_BYTES`; beyond that (a
+large burst), and for jobs sent again later, a message is built just before it is sent.
+
+While a job is being rendered the store marks it ``preparing`` (set when the job is
+registered, cleared when its attachment is recorded): claims pass it over, whichever runner
+claims, so that no job is sent before its attachment exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from ..config import Config
+from ..domain.jobs import Job
+from ..fax.message import build_message
+from ..fax.profiles import rules_for
+from ..intake.register import record_rendered
+from ..ports import DocumentStore, JobStore
+from ..render import Rendered
+from ..render.job import attachment_for, render_and_build
+from .renderpool import DocumentsFactory, RenderPool
+
+__all__ = ["MESSAGE_BUFFER_BYTES", "Preparer"]
+
+#: Messages built ahead and held in memory until sent, at most this many bytes.
+MESSAGE_BUFFER_BYTES = 32 * 1024 * 1024
+
+
+class Preparer:
+    """Renders jobs and builds their emails for one worker."""
+
+    def __init__(self, config: Config, documents: DocumentStore, store: JobStore, *,
+                 render_processes: int = 0,
+                 open_documents: DocumentsFactory | None = None) -> None:
+        """``render_processes`` > 0 renders in that many processes of their own, started
+        now, each opening the job files with ``open_documents`` (a module-level function, so
+        that it can be handed to another process); 0 renders in threads."""
+        self.config = config
+        self.documents = documents
+        self.store = store
+        self.rules = rules_for(config.service)
+        self.render_pool: RenderPool | None = None
+        if render_processes > 0:
+            if open_documents is None:
+                raise ValueError("render processes need open_documents")
+            self.render_pool = RenderPool(config, documents, render_processes, open_documents)
+            self.render_pool.warm()
+        #: Renders under way at once; the intake hands over jobs in batches of this size.
+        self.concurrency = max(1, min(4, os.cpu_count() or 1))
+        self._messages: dict[str, bytes] = {}
+        self._message_bytes = 0
+        # asyncio primitives belong to one event loop, and each asyncio.run() has its own.
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def _render_slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.concurrency))
+        return self._slots[1]
+
+    async def render(self, job: Job) -> Job:
+        """Render and pre-flight ``job``, build its email while there is room, record the
+        attachment on the job. Raises :class:`~faxgw.domain.errors.JobError` for a job that cannot
+        be sent as it is."""
+        rendered, message = await self._render_and_build(
+            job, build=self._message_bytes < MESSAGE_BUFFER_BYTES)
+        if message is not None:
+            self._messages[job.id] = message
+            self._message_bytes += len(message)
+        return record_rendered(self.store, job, rendered)
+
+    async def message(self, job: Job) -> bytes:
+        """The job's email as bytes: built ahead, or built now off the event loop. The
+        attachment is made again only when it is missing (a job folder recovered, a job sent
+        again by retry)."""
+        message = self._messages.pop(job.id, None)
+        if message is not None:
+            self._message_bytes -= len(message)
+            return message
+        attachment = attachment_for(job, self.documents, self.rules)
+        if job.pages is None or not attachment.exists():
+            rendered, message = await self._render_and_build(job, build=True)
+            record_rendered(self.store, job, rendered)
+            assert message is not None
+            return message
+        if self.render_pool is not None:
+            return await self.render_pool.build(job, attachment)
+        return await asyncio.to_thread(build_message, job, attachment, self.config)
+
+    async def _render_and_build(self, job: Job, *, build: bool
+                                ) -> tuple[Rendered, bytes | None]:
+        """One render (and build), in a render process or a thread, a few at a time."""
+        async with self._render_slots():
+            if self.render_pool is not None:
+                return await self.render_pool.render(job, build=build)
+            return await asyncio.to_thread(render_and_build, job, self.documents, self.config,
+                                           build=build)
+
+    def forget_messages(self) -> None:
+        """Drop the messages built ahead (end of a run): jobs not sent in it get a new one,
+        dated when they leave."""
+        self._messages.clear()
+        self._message_bytes = 0
+
+    def close(self) -> None:
+        """Stop the render processes, if any."""
+        if self.render_pool is not None:
+            self.render_pool.close()

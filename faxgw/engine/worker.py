@@ -1,0 +1,301 @@
+"""The worker: take the intake, send what is due, and record every outcome.
+
+``run_once`` is burst mode (take what is there, send what is due, return): tests and
+cron-style retry runs use it; ``faxgw run`` repeats it on a schedule (``scheduler.py``).
+Crash recovery happens in :meth:`Worker.startup`: jobs left in ``sending`` go back to the
+queue, and job folders the store does not know are registered.
+
+The worker is handed its parts (:mod:`faxgw.app.wiring` builds them from the configuration):
+a :class:`~faxgw.ports.JobStore`, the spool (drop folders and job files), a
+:class:`~faxgw.ports.Transport` and a :class:`~faxgw.ports.CredentialProvider`. It claims
+jobs as one runner (``owner``) with a lease, and records each outcome under that claim.
+Sending fans out per sending mailbox (:mod:`faxgw.engine.sessions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..config import Config
+from ..domain.errors import JobError
+from ..domain.jobs import Job, JobState, utcnow
+from ..domain.retry import age_from_after_wait
+from ..intake.job_file import Intake
+from ..intake.register import register
+from ..intake.spool import Spool
+from ..ports import CredentialProvider, JobStore, Session, Transport
+from .accounts import AccountGate
+from .outcomes import Recorder, RunSummary
+from .pacing import MailboxPacer
+from .preparer import Preparer
+from .renderpool import DocumentsFactory, RenderPool
+from .sessions import MailboxRun, MailboxSessions
+
+log = logging.getLogger("faxgw.worker")
+
+#: Jobs claimed per round; the rest are claimed when these are done.
+CLAIM_BATCH = 500
+#: How long a claim holds. Start-up recovery takes back every ``sending`` job whatever its
+#: lease (one runner per spool); a lease matters once several runners share a queue.
+LEASE_SECONDS = 600.0
+
+__all__ = ["RunSummary", "Worker", "runner_id"]
+
+
+def runner_id() -> str:
+    """A name for this runner that no other process, here or on another host, has."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker(MailboxSessions):
+    """One gateway worker over a spool, a job store and a transport."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: JobStore,
+        spool: Spool,
+        transport: Transport,
+        credentials: CredentialProvider,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        pacer_factory: Callable[[], MailboxPacer] | None = None,
+        render_processes: int = 0,
+        open_documents: DocumentsFactory | None = None,
+        owner: str | None = None,
+    ) -> None:
+        """``render_processes`` > 0 renders in that many processes of their own (see
+        :mod:`faxgw.engine.renderpool`), started now, which open the job files with
+        ``open_documents``; 0 renders in threads."""
+        self.config = config
+        self.spool = spool
+        self.spool.ensure()
+        self.transport = transport
+        self.transport.warm()
+        self.store = store
+        self.owner = owner or runner_id()
+        self.preparer = Preparer(config, spool, store, render_processes=render_processes,
+                                 open_documents=open_documents)
+        self.credentials = credentials
+        self.clock = clock
+        self.recorder = Recorder(config, store, spool, clock, rng or random.Random(),
+                                 owner=self.owner)
+        self.gate = AccountGate(credentials.fingerprint, clock)
+        self._pacer_factory = pacer_factory or (lambda: MailboxPacer(
+            connections=config.limits.connections,
+            messages_per_minute=config.limits.messages_per_minute))
+        self._pacers: dict[str, MailboxPacer] = {}
+        self._idle: dict[str, list[Session]] = {}
+        self._runs: dict[str, MailboxRun] = {}
+        self._pending: list[Job] = []
+        self._started = False
+        #: Set by a shutdown: sessions finish the message under way and take no more.
+        self.stopping = False
+
+    @property
+    def render_pool(self) -> RenderPool | None:
+        """The render processes (``faxgw run``), or None when rendering in threads."""
+        return self.preparer.render_pool
+
+    def _claim(self) -> list[Job]:
+        """Claim due jobs, except those of paused mailboxes (the store passes over jobs still
+        being prepared). A job that waited for its account has its age moved forward by the
+        wait (:func:`~faxgw.domain.retry.age_from_after_wait`)."""
+        now = self.clock()
+        jobs = self.store.claim_due(now, CLAIM_BATCH, owner=self.owner,
+                                    lease_until=now + timedelta(seconds=LEASE_SECONDS),
+                                    exclude_senders=self.gate.paused_accounts())
+        for job in jobs:
+            if job.paused_since is not None:
+                job.age_from, job.paused_since = age_from_after_wait(job, now), None
+                self.store.update(job.id, age_from=job.age_from, paused_since=None)
+        return jobs
+
+    # -- start-up and intake -------------------------------------------------------------
+
+    def startup(self) -> None:
+        """Recover from a stop: requeue ``sending`` jobs, register orphaned job folders."""
+        for job_id in self.store.recover_sending():
+            log.warning("↻ %s was being sent when the gateway stopped: queued again", job_id)
+        for job_id in self.store.recover_preparing():
+            log.info("↻ %s was being rendered when the gateway stopped: it is rendered when "
+                     "it is sent", job_id)
+        for intake in self.spool.recover():
+            if not self.store.exists(intake.id):
+                log.warning("↻ %s: job folder without a job record: registered again", intake.id)
+                register(intake, config=self.config, store=self.store, documents=self.spool)
+        self._started = True
+
+    async def _render(self, job: Job, summary: RunSummary) -> None:
+        """Render, pre-flight and build one job; a job that cannot pass fails now."""
+        try:
+            await self.preparer.render(job)
+        except JobError as exc:
+            self.recorder.input_failed(job, exc, summary)
+        except BaseException:
+            # Not the job's fault (a stop, a bug): it is rendered when it is sent.
+            self.store.update(job.id, preparing=None)
+            raise
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def run_once(self) -> RunSummary:
+        """Take the intake, send everything that is due now, and return.
+
+        Intake and sending overlap: the first jobs taken are on their way while later files
+        are still being taken and rendered.
+        """
+        if not self._started:
+            self.startup()
+        summary = RunSummary()
+        progress = asyncio.Event()
+        intake = asyncio.ensure_future(self._take_intake_overlapped(summary, progress))
+        try:
+            await self.send_due(summary, intake=intake, progress=progress)
+        finally:
+            if not intake.done():
+                intake.cancel()
+            await asyncio.gather(intake, return_exceptions=True)
+            # Messages of jobs not sent in this run (deferred, paused) are built anew when
+            # they are due: their Date is then the date they leave.
+            self.preparer.forget_messages()
+        intake.result()  # an intake error (the spool cannot be written) is not swallowed
+        return summary
+
+    async def _take_intake_overlapped(self, summary: RunSummary,
+                                      progress: asyncio.Event) -> None:
+        """Take the intake while the sessions send: files are taken in a thread (renames
+        and fsyncs); each batch is registered and rendered (claims pass over its jobs until
+        they are rendered), and ``progress`` is set after each batch and at the end."""
+        loop = asyncio.get_running_loop()
+        taken: asyncio.Queue[Intake | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def scan() -> None:
+            try:
+                for intake in self.spool.scan_iter():
+                    loop.call_soon_threadsafe(taken.put_nowait, intake)
+                    if stop.is_set():
+                        return  # the rest is taken next time
+            finally:
+                loop.call_soon_threadsafe(taken.put_nowait, None)
+
+        scanning = asyncio.ensure_future(asyncio.to_thread(scan))
+        batch_size = self.preparer.concurrency  # as many as render at once
+        done = False
+        try:
+            while not done:
+                batch = [await taken.get()]
+                while len(batch) < batch_size and not taken.empty():
+                    batch.append(taken.get_nowait())
+                if batch[-1] is None:
+                    done = True
+                await self._register_and_render(
+                    [intake for intake in batch if intake is not None], summary)
+                progress.set()
+        finally:
+            progress.set()
+            stop.set()
+            if not scanning.done():
+                # Finish the job the thread is taking, and register what it took: a folder
+                # in jobs/ without a record would wait for the next start-up.
+                await asyncio.shield(scanning)
+                rest = [taken.get_nowait() for _ in range(taken.qsize())]
+                await self._register_and_render([i for i in rest if i is not None], summary)
+        await scanning
+
+    async def _register_and_render(self, intakes: list[Intake], summary: RunSummary) -> None:
+        if not intakes:
+            return
+        # Registered as being prepared by this runner: no claim takes them before they are
+        # rendered, while jobs taken before these may be claimed and sent meanwhile.
+        jobs = [register(intake, config=self.config, store=self.store, documents=self.spool,
+                         preparing=self.owner) for intake in intakes]
+        summary.taken += len(jobs)
+        await asyncio.gather(*(self._render(job, summary) for job in jobs
+                               if job.state is JobState.QUEUED))
+
+    async def send_due(self, summary: RunSummary, intake: asyncio.Future[None] | None = None,
+                       progress: asyncio.Event | None = None) -> None:
+        """Send every job that is due, mailbox by mailbox in parallel, until none is left
+        (and the ``intake`` under way, if any, has taken every file; it sets ``progress``
+        whenever it has registered more)."""
+        try:
+            await self._send_rounds(summary, intake, progress)
+        finally:
+            pending, self._pending = self._pending, []
+            for job in pending:
+                self.recorder.requeue(job, "not tried in this round")
+            idle, self._idle = self._idle, {}
+            for sessions in idle.values():
+                for session in sessions:
+                    await session.close()
+
+    async def _send_rounds(self, summary: RunSummary, intake: asyncio.Future[None] | None,
+                           progress: asyncio.Event | None) -> None:
+        while True:
+            jobs = self._claim()
+            jobs, self._pending = self._pending + jobs, []
+            if not jobs:
+                if intake is None or progress is None or intake.done() or self.stopping:
+                    return
+                # More is being taken: wait until some of it is registered, or all is.
+                waiter = asyncio.ensure_future(progress.wait())
+                waiting: set[asyncio.Future[Any]] = {intake, waiter}
+                try:
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                progress.clear()
+                continue
+            by_account: dict[str, list[Job]] = {}
+            for job in jobs:
+                by_account.setdefault(job.sender.lower(), []).append(job)
+            runs = [MailboxRun(account, group) for account, group in by_account.items()]
+            self._runs = {run.account: run for run in runs}
+            try:
+                results = await asyncio.gather(
+                    *(self._send_mailbox(run, summary) for run in runs), return_exceptions=True
+                )
+            finally:
+                # Whatever stopped a round (a configuration error, a shutdown), no claimed job
+                # may stay in ``sending``: give back what was not tried.
+                self._runs = {}
+                for run in runs:
+                    while run.queue:
+                        self.recorder.requeue(run.queue.popleft(), "not tried in this round")
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            if self.stopping:
+                return
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def purge(self) -> list[str]:
+        """Delete finished jobs older than ``[limits] retention``, with their files."""
+        before = self.clock() - timedelta(seconds=self.config.limits.retention)
+        removed = self.store.purge(before)
+        for job_id in removed:
+            self.spool.remove(job_id)
+        if removed:
+            log.info("purged %d finished job(s) older than the retention", len(removed))
+        return removed
+
+    def close(self) -> None:
+        """Release the store, the render processes and the credential provider's
+        connections."""
+        self.preparer.close()
+        self.store.close()
+        self.credentials.close()
+

@@ -1,0 +1,43 @@
+"""``job.json``: a job folder's own description, enough to register the job again.
+
+Written before anything is moved into the folder (the plan), and again when the take changed
+it; a folder whose job is missing from the store is registered again from it at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["Intake"]
+
+
+@dataclass(slots=True)
+class Intake:
+    """A job whose folder is complete in ``jobs/<id>/``, ready to be registered."""
+
+    id: str
+    number: str
+    documents: list[str] = field(default_factory=list)
+    subject: str = ""
+    note: str = ""
+    sender: str = ""
+    source: str = ""
+    #: Cover page for this job: True / False, or None for the service's default.
+    cover: bool | None = None
+    #: Where the documents were taken from (so that recovery can finish a claim).
+    source_paths: list[str] = field(default_factory=list)
+    #: Why the job is refused at intake (code, message), or None when it may go on.
+    error_code: int | None = None
+    error: str | None = None
+
+    def to_file(self) -> bytes:
+        """``job.json``: the folder's own description, enough to register it again."""
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_file(cls, path: Path) -> Intake:
+        """Read a ``job.json``."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{name: data[name] for name in cls.__slots__ if name in data})

@@ -1,0 +1,82 @@
+"""The SQLite store's tables, and the steps that bring an older database up to date.
+
+``PRAGMA user_version`` holds the schema version. Each step runs once, in order, inside the
+transaction that opens the store, so a database is at one version or the next, never between.
+A database newer than this code knows is refused (an older faxgw must not write to it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ...domain.errors import StoreError
+
+SCHEMA_VERSION = 2
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id              TEXT PRIMARY KEY,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    code            INTEGER,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    number          TEXT NOT NULL,
+    recipient       TEXT NOT NULL DEFAULT '',
+    sender          TEXT NOT NULL DEFAULT '',
+    subject         TEXT NOT NULL DEFAULT '',
+    note            TEXT NOT NULL DEFAULT '',
+    documents       TEXT NOT NULL DEFAULT '[]',
+    pages           INTEGER,
+    bytes           INTEGER,
+    message_id      TEXT,
+    error           TEXT,
+    last_reply      TEXT,
+    source          TEXT NOT NULL DEFAULT '',
+    age_from        TEXT,
+    paused_since    TEXT,
+    cover           INTEGER
+);
+-- Queue scans cost in proportion to the due jobs, not to every job ever stored.
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS history (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id  TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    event   TEXT NOT NULL,
+    state   TEXT,
+    code    INTEGER,
+    detail  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS history_job ON history (job_id, seq);
+"""
+
+#: Version n → n+1. Version 2: claims carry an owner and a lease; a job being prepared is
+#: marked in the store (not in one process's memory), so that no runner claims it.
+_STEPS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE jobs ADD COLUMN owner TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
+        "ALTER TABLE jobs ADD COLUMN preparing TEXT",
+    ),
+}
+
+
+def migrate(db: sqlite3.Connection, where: str) -> None:
+    """Create the tables or bring them to :data:`SCHEMA_VERSION`; call inside a write
+    transaction."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"job store {where}: schema version {version} is newer than this "
+                         f"faxgw knows ({SCHEMA_VERSION}); upgrade faxgw")
+    if version == 0:
+        for statement in _TABLES.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        version = 1
+    while version < SCHEMA_VERSION:
+        for statement in _STEPS[version]:
+            db.execute(statement)
+        version += 1
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

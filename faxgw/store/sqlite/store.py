@@ -1,0 +1,307 @@
+"""The SQLite job store (WAL): the record of truth for one gateway host.
+
+WAL with ``synchronous=NORMAL`` survives a killed process with every committed transaction
+intact; after a power cut the last transactions may be lost, which the spool covers: each
+job's folder carries its own ``job.json``, so an accepted job whose row is missing is
+registered again at start-up (``Spool.recover``).
+
+Several processes on one host share the file safely: every write is one ``BEGIN IMMEDIATE``
+transaction, so a claim is one atomic read-modify-write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from ...domain.errors import JobNotFoundError, JobStateError, StoreError
+from ...domain.jobs import UPDATABLE, HistoryEvent, Job, JobState, can_transition, utcnow
+from ...ports import JobStore
+from .rows import INSERT_COLUMNS, column, dt, event_from, insert_values, job_from, ts
+from .schema import migrate
+
+_INSERT = (f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
+           f"VALUES ({','.join('?' * len(INSERT_COLUMNS))})")
+_RECOVERED = ("the gateway stopped while this job was being sent; queued again (if the server "
+              "had already accepted it, the fax may arrive twice)")
+
+
+class SQLiteJobStore(JobStore):
+    """Jobs and history in one SQLite file (WAL), shared safely by processes on one host."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.path = path
+        self._clock = clock
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
+            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"job store {path}: {exc}") from None
+        try:
+            self._db.row_factory = sqlite3.Row
+            # SQLite's lower() folds ASCII only; senders are compared as Python folds them.
+            self._db.create_function("py_lower", 1, _lower, deterministic=True)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            with self._write():
+                migrate(self._db, str(path))
+        except BaseException as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"job store {path}: {exc}") from None
+            raise
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"job store {self.path}: {exc}") from None
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"job store {self.path}: {exc}") from None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id, or a unique prefix of it."""
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None and job_id:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                (job_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
+            ).fetchall()
+            if len(rows) > 1:
+                raise JobNotFoundError(f"job {job_id!r} is ambiguous: give more of its id")
+            row = rows[0] if rows else None
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return job_from(row)
+
+    def exists(self, job_id: str) -> bool:
+        """Whether a job with exactly this id is stored."""
+        return self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
+
+    def list_jobs(
+        self, states: Iterable[JobState] | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """Jobs, newest first, optionally only in the given states."""
+        sql = "SELECT * FROM jobs"
+        args: list[object] = []
+        if states is not None:
+            wanted = [JobState(s).value for s in states]
+            sql += f" WHERE state IN ({','.join('?' * len(wanted))})"
+            args.extend(wanted)
+        sql += " ORDER BY created DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [job_from(row) for row in self._db.execute(sql, args)]
+
+    def history(self, job_id: str) -> list[HistoryEvent]:
+        """The job's history, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM history WHERE job_id = ? ORDER BY seq", (job_id,)
+        ).fetchall()
+        return [event_from(row) for row in rows]
+
+    def counts(self) -> dict[JobState, int]:
+        """How many jobs are in each state."""
+        counts = dict.fromkeys(JobState, 0)
+        for row in self._db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
+            counts[JobState(row["state"])] = row["n"]
+        return counts
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest deferred job is due."""
+        row = self._db.execute(
+            "SELECT MIN(next_attempt_at) AS due FROM jobs WHERE state = ?",
+            (JobState.DEFERRED.value,),
+        ).fetchone()
+        return dt(row["due"]) if row else None
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _event(
+        self, job_id: str, event: str, state: JobState | None, code: int | None, detail: str
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO history (job_id, at, event, state, code, detail) VALUES (?,?,?,?,?,?)",
+            (job_id, ts(self._clock()), event, state.value if state else None, code, detail),
+        )
+
+    def add(self, job: Job, *, detail: str = "") -> None:
+        """Insert a new job with an ``accepted`` event."""
+        with self._write():
+            try:
+                self._db.execute(_INSERT, insert_values(job, self._clock()))
+            except sqlite3.IntegrityError:
+                raise StoreError(f"job {job.id} is already stored") from None
+            self._event(job.id, "accepted", job.state, job.code, detail)
+
+    def claim_due(
+        self, now: datetime, limit: int, *, owner: str, lease_until: datetime,
+        exclude_senders: Iterable[str] = (),
+    ) -> list[Job]:
+        """Move due jobs to ``sending`` for ``owner`` and return them, oldest first."""
+        excluded = list(exclude_senders)
+        sql = ("SELECT * FROM jobs WHERE (state = ? OR (state = ? AND next_attempt_at <= ?))"
+               " AND preparing IS NULL")
+        args: list[object] = [JobState.QUEUED.value, JobState.DEFERRED.value, ts(now)]
+        if excluded:
+            sql += f" AND py_lower(sender) NOT IN ({','.join('?' * len(excluded))})"
+            args.extend(sender.lower() for sender in excluded)
+        sql += " ORDER BY created, id LIMIT ?"
+        args.append(limit)
+        with self._write():
+            jobs = [job_from(row) for row in self._db.execute(sql, args).fetchall()]
+            stamp, lease = ts(self._clock()), ts(lease_until)
+            for job in jobs:
+                self._db.execute(
+                    "UPDATE jobs SET state = ?, updated = ?, owner = ?, lease_until = ?"
+                    " WHERE id = ?", (JobState.SENDING.value, stamp, owner, lease, job.id))
+                self._event(
+                    job.id, "sending", JobState.SENDING, None, f"attempt {job.attempts + 1}"
+                )
+                job.state, job.owner, job.lease_until = JobState.SENDING, owner, lease_until
+        return jobs
+
+    def renew(self, owner: str, job_ids: Iterable[str], lease_until: datetime) -> list[str]:
+        """Extend ``owner``'s claims; the ids it still holds."""
+        held = []
+        with self._write():
+            for job_id in job_ids:
+                cursor = self._db.execute(
+                    "UPDATE jobs SET lease_until = ? WHERE id = ? AND owner = ? AND state = ?",
+                    (ts(lease_until), job_id, owner, JobState.SENDING.value))
+                if cursor.rowcount:
+                    held.append(job_id)
+        return held
+
+    def transition(
+        self,
+        job_id: str,
+        target: JobState,
+        *,
+        event: str,
+        detail: str = "",
+        code: int | None = None,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+        count_attempt: bool = False,
+        expect: Iterable[JobState] | None = None,
+        owner: str | None = None,
+        fields: dict[str, object] | None = None,
+    ) -> Job:
+        """Move a job to ``target`` and append its history event in one transaction."""
+        updates: dict[str, object] = dict(fields or {})
+        _check_fields(updates)
+        with self._write():
+            job = self.get(job_id)
+            allowed = set(expect) if expect is not None else None
+            if (allowed is not None and job.state not in allowed) or not can_transition(
+                job.state, target
+            ):
+                raise JobStateError(f"job {job.id} is {job.state.value}: cannot {event} it")
+            if owner is not None and job.owner != owner:
+                raise JobStateError(f"job {job.id} is no longer claimed by this runner: "
+                                    f"cannot {event} it")
+            updates.update(state=target.value, code=code, error=error,
+                           next_attempt_at=next_attempt_at, updated=self._clock())
+            if target is not JobState.SENDING:
+                updates.update(owner=None, lease_until=None)
+            if count_attempt:
+                updates["attempts"] = job.attempts + 1
+            self._set(job.id, updates)
+            self._event(job.id, event, target, code, detail)
+            return self.get(job.id)
+
+    def update(self, job_id: str, *, event: str = "", detail: str = "", **fields: object) -> Job:
+        """Update columns of a job without a state change, optionally with an event."""
+        _check_fields(fields)
+        with self._write():
+            job = self.get(job_id)
+            fields["updated"] = self._clock()
+            self._set(job.id, fields)
+            if event:
+                self._event(job.id, event, None, None, detail)
+            return self.get(job.id)
+
+    def _set(self, job_id: str, fields: dict[str, object]) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?",
+                         [column(name, value) for name, value in fields.items()] + [job_id])
+
+    def add_event(
+        self, job_id: str, event: str, detail: str = "", *, code: int | None = None
+    ) -> None:
+        """Append an event to a job's history."""
+        with self._write():
+            self._event(job_id, event, None, code, detail)
+
+    def recover_sending(self, *, lease_ended_by: datetime | None = None) -> list[str]:
+        """Return jobs left in ``sending`` to ``queued``, saying so in their history."""
+        sql = "SELECT id FROM jobs WHERE state = ?"
+        args: list[object] = [JobState.SENDING.value]
+        if lease_ended_by is not None:
+            sql += " AND (lease_until IS NULL OR lease_until <= ?)"
+            args.append(ts(lease_ended_by))
+        with self._write():
+            ids = [row["id"] for row in self._db.execute(sql, args)]
+            stamp = ts(self._clock())
+            for job_id in ids:
+                self._db.execute(
+                    "UPDATE jobs SET state = ?, updated = ?, owner = NULL, lease_until = NULL"
+                    " WHERE id = ?", (JobState.QUEUED.value, stamp, job_id))
+                self._event(job_id, "recovered", JobState.QUEUED, None, _RECOVERED)
+        return ids
+
+    def recover_preparing(self) -> list[str]:
+        """Clear the ``preparing`` marks a stopped process left."""
+        with self._write():
+            ids = [row["id"] for row in
+                   self._db.execute("SELECT id FROM jobs WHERE preparing IS NOT NULL")]
+            self._db.execute("UPDATE jobs SET preparing = NULL WHERE preparing IS NOT NULL")
+        return ids
+
+    def purge(self, before: datetime) -> list[str]:
+        """Delete finished jobs last changed before ``before``, with their history."""
+        finished = [JobState.SENT.value, JobState.FAILED.value, JobState.CANCELLED.value]
+        with self._write():
+            ids = [
+                row["id"]
+                for row in self._db.execute(
+                    "SELECT id FROM jobs WHERE state IN (?,?,?) AND updated < ?",
+                    (*finished, ts(before)),
+                )
+            ]
+            for job_id in ids:
+                self._db.execute("DELETE FROM history WHERE job_id = ?", (job_id,))
+                self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return ids
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+
+def _lower(text: str | None) -> str | None:
+    return text.lower() if text is not None else None
+
+
+def _check_fields(fields: dict[str, object]) -> None:
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise StoreError(f"unknown job fields: {', '.join(sorted(unknown))}")
