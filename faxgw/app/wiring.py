@@ -44,14 +44,11 @@ def store_open(config: Config) -> Iterator[JobStore]:
 
 def open_spool(config: Config, *, clock: Callable[[], float] | None = None) -> Spool:
     """The spool: the drop folders, and every job's files (the document store)."""
-    extra = {"clock": clock} if clock is not None else {}
-    return Spool(config.spool.dir, settle_seconds=config.spool.settle_seconds,
-                 mask_digits=config.numbers.mask_digits, **extra)
+    return Spool.for_config(config, clock=clock)
 
 
-def open_documents(config: Config) -> Spool:
-    """The document store alone (a render process opens it with this)."""
-    return open_spool(config)
+#: The document store alone: a render process opens the job files with this.
+open_documents = Spool.for_config
 
 
 def make_credentials(config: Config) -> CredentialProvider:

@@ -23,6 +23,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from ..config import Config
 from ..domain import codes
 from ..domain.errors import InputError, SpoolError
 from ..domain.jobs import new_job_id
@@ -65,6 +66,13 @@ class Spool:
         self.settle_seconds = settle_seconds
         self._clock = clock
         self.mask_digits = mask_digits
+
+    @classmethod
+    def for_config(cls, config: Config, *, clock: Callable[[], float] | None = None) -> Spool:
+        """The spool ``[spool]`` describes (a render process opens its job files with this:
+        it imports the spool alone, not the whole gateway)."""
+        return cls(config.spool.dir, settle_seconds=config.spool.settle_seconds,
+                   mask_digits=config.numbers.mask_digits, clock=clock or time.time)
 
     def ensure(self) -> None:
         """Create the spool's folders when missing."""
