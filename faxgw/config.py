@@ -50,6 +50,26 @@ class SpoolConfig(_Section):
 
     dir: Path = Path("../spool")
     settle_seconds: Annotated[float, Field(ge=0)] = 2.0
+    #: A group that may read what the gateway keeps (files 0640, folders 0750); "" = none
+    #: (files 0600, folders 0700).
+    group: str = ""
+
+
+class IntakeConfig(_Section):
+    """``[intake]``: who a dropped or submitted job may name as its sender."""
+
+    #: Exact addresses or ``@domain``; empty: a job may name no sender of its own (the
+    #: configured mailbox sends).
+    allowed_senders: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_senders")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            local, at, domain = entry.strip().rpartition("@")
+            if not at or not domain or "." not in domain or any(c.isspace() for c in entry):
+                raise ValueError(f"{entry!r} is neither an address nor @domain")
+        return [entry.strip().lower() for entry in value]
 
 
 def _check_template(template: str, known: str, **example: str) -> None:
@@ -174,7 +194,9 @@ class AuthConfig(_Section):
     client_certificate_password_file: Path | None = None
     authority: str = ""
     ca_file: Path | None = None
-    token_cache: Path = Path("../spool/state/tokens.json")
+    #: Outside the spool (users write into the spool's outgoing/; the tokens are the keys to
+    #: the mailbox).
+    token_cache: Path = Path("../state/tokens.json")
     scopes: list[str] = Field(default_factory=list)
     keepalive_days: Annotated[float, Field(gt=0)] = 7.0
     http_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
@@ -198,23 +220,26 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string such as ``90``, ``"15m"``, ``"24h"``, ``"30d"``."""
-    if isinstance(value, bool):
-        raise ValueError('must be a duration such as "24h"')
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip():
-        text = value.strip().lower()
-        unit = text[-1] if text[-1] in _DURATION_UNITS else "s"
-        number = text[:-1] if text[-1] in _DURATION_UNITS else text
+    """Seconds from a duration with its unit: ``"90s"``, ``"15m"``, ``"24h"``, ``"30d"``,
+    ``"2w"``. A bare number is refused: ``retention = 30`` would mean 30 seconds to the
+    gateway and 30 days to the person who wrote it."""
+    example = '"90s", "15m", "24h", "30d"'
+    if isinstance(value, bool) or isinstance(value, int | float):
+        raise ValueError(f"give a unit: a duration such as {example}")
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a duration such as {example}")
+    text = value.strip().lower()
+    if text[-1] not in _DURATION_UNITS:
         try:
-            seconds = float(number) * _DURATION_UNITS[unit]
+            float(text)
         except ValueError:
-            raise ValueError(
-                f'{value!r} is not a duration such as "90s", "15m", "24h", "30d"'
-            ) from None
-    else:
-        raise ValueError('must be a duration such as "24h"')
+            raise ValueError(f"{value!r} is not a duration such as {example}") from None
+        raise ValueError(f"{value!r} has no unit: write it as {text}s, {text}m, {text}h or "
+                         f"{text}d") from None
+    try:
+        seconds = float(text[:-1]) * _DURATION_UNITS[text[-1]]
+    except ValueError:
+        raise ValueError(f"{value!r} is not a duration such as {example}") from None
     if seconds <= 0:
         raise ValueError("must be more than zero")
     return seconds
@@ -242,8 +267,12 @@ class LimitsConfig(_Section):
     messages_per_minute: Annotated[int, Field(ge=0)] = 30
     connections: Annotated[int, Field(ge=1)] = 3
     retention: float = 30 * 86400.0
+    #: The largest file taken as a document; larger ones are refused unread (code 413).
+    max_input_bytes: Annotated[int, Field(ge=1)] = 50 * 1024 * 1024
+    #: How long one job's rendering may take before its render process is stopped.
+    render_seconds: float = 120.0
 
-    @field_validator("retention", mode="before")
+    @field_validator("retention", "render_seconds", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -259,6 +288,7 @@ class Config(_Section):
     auth: AuthConfig = AuthConfig()
     retry: RetryConfig = RetryConfig()
     limits: LimitsConfig = LimitsConfig()
+    intake: IntakeConfig = IntakeConfig()
     #: The file this configuration was read from (None when built in code).
     source: Path | None = Field(default=None, exclude=True)
 

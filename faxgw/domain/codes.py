@@ -39,9 +39,14 @@ INVALID_NUMBER = 400
 NUMBER_REFUSED = 401
 INPUT_REFUSED = 405
 BAD_MANIFEST = 406
+CONTROL_CHARACTERS = 407
+SENDER_NOT_ALLOWED = 408
 DOCUMENT_UNREADABLE = 410
 DOCUMENT_ENCRYPTED = 411
 DOCUMENT_UNSUPPORTED = 412
+INPUT_TOO_LARGE = 413
+RENDER_CRASHED = 414
+RENDER_TIMEOUT = 415
 TOO_LARGE = 420
 TOO_MANY_PAGES = 421
 SUBJECT_TOO_LONG = 422
@@ -184,6 +189,20 @@ _TABLE: tuple[StatusCode, ...] = (
         "the same folder. Fix it and drop it again; the original is kept in the failed area.",
     ),
     StatusCode(
+        CONTROL_CHARACTERS,
+        "control-characters",
+        "A subject, note, sender or file name holds control characters (a line break, NUL).",
+        "Give the job's subject, note, sender and file names as plain text on one line and "
+        "submit again; the original is kept in the spool's failed area.",
+    ),
+    StatusCode(
+        SENDER_NOT_ALLOWED,
+        "sender-not-allowed",
+        "The job names a sender that [intake] allowed_senders does not allow.",
+        "Leave the sender out (the configured mailbox sends), or an administrator adds the "
+        "address or its @domain to [intake] allowed_senders.",
+    ),
+    StatusCode(
         DOCUMENT_UNREADABLE,
         "document-unreadable",
         "A document is corrupt, truncated or empty.",
@@ -201,6 +220,27 @@ _TABLE: tuple[StatusCode, ...] = (
         "document-unsupported",
         "A document's type is not supported, or its name does not match its content.",
         "Send PDF, JPEG, PNG, TIFF, GIF, BMP or plain text (.txt), named for what they contain.",
+    ),
+    StatusCode(
+        INPUT_TOO_LARGE,
+        "input-too-large",
+        "A dropped or submitted file is larger than [limits] max_input_bytes; it was not read.",
+        "Send a smaller file (fewer pages, a lower scan resolution), or an administrator raises "
+        "[limits] max_input_bytes.",
+    ),
+    StatusCode(
+        RENDER_CRASHED,
+        "render-crashed",
+        "Rendering a document stopped its render process, twice; the document was not faxed.",
+        "Open the document, save or print it to a new PDF and submit that. The original is "
+        "kept in the spool's failed area.",
+    ),
+    StatusCode(
+        RENDER_TIMEOUT,
+        "render-timeout",
+        "Rendering a document took longer than [limits] render_seconds, twice.",
+        "Send a simpler document (fewer pages, a scan at fax resolution), or an administrator "
+        "raises [limits] render_seconds.",
     ),
     StatusCode(
         TOO_LARGE,
