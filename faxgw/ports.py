@@ -327,16 +327,23 @@ class JobStore(abc.ABC):
         """Append an event to a job's history (a server reply, a note)."""
 
     @abc.abstractmethod
-    def recover_sending(self, *, lease_ended_by: datetime | None = None) -> list[str]:
-        """Return jobs left in ``sending`` to ``queued`` with a ``recovered`` event; their ids.
-
-        Only those whose lease ended by ``lease_ended_by`` when it is given; every one when
-        it is None (one runner starting: nobody else can be sending)."""
+    def claim_owners(self) -> set[str]:
+        """The runners that hold a claim (a job in ``sending``) or a ``preparing`` mark; ``""``
+        stands for a claim without an owner (made by an older faxgw)."""
 
     @abc.abstractmethod
-    def recover_preparing(self) -> list[str]:
-        """Clear the ``preparing`` mark a stopped process left on jobs; their ids (they are
-        rendered when they are sent)."""
+    def recover_sending(self, *, owners: Iterable[str] | None = None,
+                        lease_ended_by: datetime | None = None) -> list[str]:
+        """Return jobs left in ``sending`` to ``queued`` with a ``recovered`` event; their ids.
+
+        Only the claims of ``owners`` when given (``""`` matches a claim without an owner),
+        and only those whose lease ended by ``lease_ended_by`` when it is given; every
+        ``sending`` job when both are None."""
+
+    @abc.abstractmethod
+    def recover_preparing(self, *, owners: Iterable[str] | None = None) -> list[str]:
+        """Clear the ``preparing`` marks of ``owners`` (every mark when None), which stopped
+        before their jobs were rendered; their ids (they are rendered when they are sent)."""
 
     @abc.abstractmethod
     def purge(self, before: datetime) -> list[str]:

@@ -730,6 +730,43 @@ class JobStoreContract:
         assert store.recover_preparing() == []
         assert ids(claim(store, clock)) == [at_add.id, by_update.id, plain.id]
 
+    def test_claim_owners_names_every_claim_and_mark(self, store: JobStore,
+                                                     clock: FakeClock) -> None:
+        base = clock() - timedelta(hours=1)
+        assert store.claim_owners() == set()
+        put_in_state(store, clock, JobState.SENDING, created=base, owner=RUNNER_A)
+        store.add(new_job(base + timedelta(seconds=1), preparing="render-1"))
+        put_in_state(store, clock, JobState.QUEUED, created=base + timedelta(seconds=2))
+        assert store.claim_owners() == {RUNNER_A, "render-1"}
+
+    def test_recover_sending_of_given_owners_only(self, store: JobStore,
+                                                  clock: FakeClock) -> None:
+        """A runner takes back the claims of runners that are gone, and no others; an empty
+        list takes back nothing (not everything)."""
+        base = clock() - timedelta(hours=1)
+        gone = put_in_state(store, clock, JobState.SENDING, created=base, owner=RUNNER_A)
+        alive = put_in_state(store, clock, JobState.SENDING, created=base + timedelta(seconds=1),
+                             owner=RUNNER_B)
+        assert store.recover_sending(owners=[]) == []
+        assert store.recover_sending(owners=[RUNNER_A]) == [gone.id]
+        assert store.get(alive.id).state is JobState.SENDING
+        assert store.get(gone.id).state is JobState.QUEUED
+        assert store.recover_sending(owners=[RUNNER_A, RUNNER_B],
+                                     lease_ended_by=clock() - timedelta(days=1)) == []
+        assert store.recover_sending(owners=[RUNNER_B],
+                                     lease_ended_by=alive.lease_until) == [alive.id]
+
+    def test_recover_preparing_of_given_owners_only(self, store: JobStore,
+                                                    clock: FakeClock) -> None:
+        base = clock() - timedelta(hours=1)
+        gone, alive = new_job(base, preparing="gone"), new_job(base, preparing="alive")
+        for job in (gone, alive):
+            store.add(job)
+        assert store.recover_preparing(owners=[]) == []
+        assert store.recover_preparing(owners=["gone"]) == [gone.id]
+        assert store.get(alive.id).preparing == "alive"
+        assert store.claim_owners() == {"alive"}
+
     # -- the rest -----------------------------------------------------------------------
 
     def test_next_due_at_is_the_earliest_deferred_due_time(self, store: JobStore,

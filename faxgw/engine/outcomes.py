@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from ..config import Config
 from ..domain import codes
 from ..domain.disposition import Disposition
-from ..domain.errors import DeliveryError, JobError
+from ..domain.errors import DeliveryError, JobError, JobStateError
 from ..domain.jobs import Job, JobState
 from ..domain.retry import backoff_seconds, expiry_reason, jittered
 from ..fax.policy import mask, mask_numbers
@@ -76,10 +76,14 @@ class Recorder:
             fields["last_reply"] = reply
         if paused:
             fields["paused_since"] = job.paused_since or self.clock()
-        self.store.transition(job.id, state, event=event, detail=detail or (error or ""),
-                              code=code, error=error, next_attempt_at=next_attempt_at,
-                              count_attempt=count_attempt, owner=self.owner,
-                              fields=fields or None)
+        try:
+            self.store.transition(job.id, state, event=event, detail=detail or (error or ""),
+                                  code=code, error=error, next_attempt_at=next_attempt_at,
+                                  count_attempt=count_attempt, owner=self.owner,
+                                  fields=fields or None)
+        except JobStateError as exc:
+            self._not_recorded(job, event, detail or error or "", exc)
+            return
         if state is JobState.SENT:
             summary.sent += 1
         elif state is JobState.FAILED:
@@ -90,6 +94,14 @@ class Recorder:
         elif state is JobState.DEFERRED:
             summary.deferred += 1
 
+    def _not_recorded(self, job: Job, event: str, detail: str, exc: JobStateError) -> None:
+        """This runner's claim on the job ended (it was taken back while this runner was
+        slow, and maybe another has it now): its outcome must not overwrite the job, but
+        the history keeps it."""
+        log.warning("! %s: %s not recorded: %s", job.id, event, exc)
+        self.store.add_event(job.id, f"{event}-not-recorded",
+                             f"by a runner that no longer held the job: {detail}".strip())
+
     def sent(self, job: Job, reply: str, summary: RunSummary) -> None:
         """The server accepted the message."""
         self._move(job, JobState.SENT, summary, code=codes.SENT, event="sent",
@@ -99,8 +111,12 @@ class Recorder:
 
     def input_failed(self, job: Job, exc: JobError, summary: RunSummary) -> None:
         """The job's documents cannot be sent as they are: fail, keep the originals."""
-        refuse(self.store, self.documents, job, exc,
-               owner=self.owner if job.state is JobState.SENDING else None)
+        try:
+            refuse(self.store, self.documents, job, exc,
+                   owner=self.owner if job.state is JobState.SENDING else None)
+        except JobStateError as lost:
+            self._not_recorded(job, "failed", exc.message, lost)
+            return
         summary.failed += 1
         log.warning("! %s failed (%s): %s", job.id, exc.code, self._masked(job, exc.message))
 
@@ -147,8 +163,11 @@ class Recorder:
 
     def requeue(self, job: Job, why: str) -> None:
         """Give a claimed job back to the queue untouched (nothing was tried)."""
-        self.store.transition(job.id, JobState.QUEUED, event="requeued", detail=why,
-                              code=job.code, error=job.error, owner=self.owner)
+        try:
+            self.store.transition(job.id, JobState.QUEUED, event="requeued", detail=why,
+                                  code=job.code, error=job.error, owner=self.owner)
+        except JobStateError as exc:
+            self._not_recorded(job, "requeued", why, exc)
 
     def throttled(self, job: Job, exc: DeliveryError, summary: RunSummary,
                   seconds: float = 60.0) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,8 @@ log = logging.getLogger("faxgw.scheduler")
 
 SWEEP_SECONDS = 1.0
 PURGE_SECONDS = 3600.0
+#: A round that keeps failing the same way is logged once per this long.
+REPEAT_LOG_SECONDS = 300.0
 
 
 class Service:
@@ -41,6 +44,8 @@ class Service:
         self._wake = asyncio.Event()
         self.rounds = 0
         self.keepalives = 0
+        #: The last crashed round's failure and when it was logged.
+        self._last_failure: tuple[str, float] | None = None
 
     def _jobs(self) -> list[dict[str, Any]]:
         # misfire_grace_time=None: a late wake-up still runs; coalesce: several missed ones
@@ -86,6 +91,18 @@ class Service:
                 log.error("! keep-alive for %s failed (%s): %s", result.account, result.code,
                           result.message)
 
+    def _round_failed(self, exc: Exception) -> None:
+        """Log a crashed round (the next one starts a second later): the same failure once
+        per :data:`REPEAT_LOG_SECONDS`, not every second."""
+        what = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if self._last_failure is not None and self._last_failure[0] == what and (
+                now - self._last_failure[1] < REPEAT_LOG_SECONDS):
+            return
+        self._last_failure = (what, now)
+        log.error("! a round failed (the next one starts in %g s): %s", self.sweep_seconds,
+                  " ".join(what.split()), exc_info=exc if log.isEnabledFor(10) else None)
+
     async def _purge(self) -> None:
         self.worker.purge()
 
@@ -121,8 +138,13 @@ class Service:
             self.worker.stopping = True
             await round_task
         stopper.cancel()
-        summary = round_task.result()
         self.rounds += 1
+        try:
+            summary = round_task.result()
+        except Exception as exc:  # noqa: BLE001 - a crashed round never ends the service
+            self._round_failed(exc)
+            return
+        self._last_failure = None
         if summary.taken or summary.sent or summary.failed or summary.deferred:
             log.info("round: %d taken, %d sent, %d deferred, %d failed, %d waiting for their "
                      "account", summary.taken, summary.sent, summary.deferred, summary.failed,

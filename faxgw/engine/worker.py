@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import secrets
-import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import Config
+from ..domain import codes
 from ..domain.errors import JobError
 from ..domain.jobs import Job, JobState, utcnow
 from ..domain.retry import age_from_after_wait
@@ -38,22 +37,21 @@ from .outcomes import Recorder, RunSummary
 from .pacing import MailboxPacer
 from .preparer import Preparer
 from .renderpool import DocumentsFactory, RenderPool
+from .runners import Liveness, RunnerLock, liveness, runner_id
 from .sessions import MailboxRun, MailboxSessions
 
 log = logging.getLogger("faxgw.worker")
 
 #: Jobs claimed per round; the rest are claimed when these are done.
 CLAIM_BATCH = 500
-#: How long a claim holds. Start-up recovery takes back every ``sending`` job whatever its
-#: lease (one runner per spool); a lease matters once several runners share a queue.
-LEASE_SECONDS = 600.0
+#: How long a claim holds without being renewed. A runner renews its claims every third of
+#: it while it works (the heartbeat); a runner on another host whose claims were not
+#: renewed this long is taken to be gone.
+LEASE_SECONDS = 60.0
+#: How often a long-running worker looks for claims and marks of runners that are gone.
+REAP_SECONDS = 10.0
 
 __all__ = ["RunSummary", "Worker", "runner_id"]
-
-
-def runner_id() -> str:
-    """A name for this runner that no other process, here or on another host, has."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Worker(MailboxSessions):
@@ -84,6 +82,11 @@ class Worker(MailboxSessions):
         self.transport.warm()
         self.store = store
         self.owner = owner or runner_id()
+        #: Held while this runner lives: other runners on this host see it is alive.
+        self.runner_lock = RunnerLock(spool.layout.state / "runners", self.owner)
+        #: Jobs claimed by this runner and maybe still held (renewed by the heartbeat).
+        self._claimed: set[str] = set()
+        self._reaped_at = float("-inf")
         self.preparer = Preparer(config, spool, store, render_processes=render_processes,
                                  open_documents=open_documents)
         self.credentials = credentials
@@ -116,20 +119,57 @@ class Worker(MailboxSessions):
                                     lease_until=now + timedelta(seconds=LEASE_SECONDS),
                                     exclude_senders=self.gate.paused_accounts())
         for job in jobs:
+            self._claimed.add(job.id)
             if job.paused_since is not None:
                 job.age_from, job.paused_since = age_from_after_wait(job, now), None
                 self.store.update(job.id, age_from=job.age_from, paused_since=None)
         return jobs
 
+    async def _heartbeat(self) -> None:
+        """Renew this runner's claims every third of a lease, while a run lasts."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            if self._claimed:
+                until = self.clock() + timedelta(seconds=LEASE_SECONDS)
+                held = await asyncio.to_thread(self.store.renew, self.owner,
+                                               list(self._claimed), until)
+                self._claimed.intersection_update(held)
+
+    def reap(self) -> None:
+        """Take back the claims and ``preparing`` marks of runners that are gone.
+
+        A runner on this host is gone when its lock is free (it ended, however it ended):
+        its claims go back to the queue at once. A runner on another host cannot be asked:
+        its claims go back once their lease has ended. Either way the job's history says it
+        was recovered and may have been delivered already (at least once, never silently).
+        """
+        self._reaped_at = time.monotonic()
+        folder = self.spool.layout.state / "runners"
+        gone: list[str] = []
+        elsewhere: list[str] = []
+        for owner in self.store.claim_owners() - {self.owner}:
+            state = liveness(folder, owner)
+            if state is Liveness.GONE:
+                gone.append(owner)
+            elif state is Liveness.ELSEWHERE:
+                elsewhere.append(owner)
+        recovered = self.store.recover_sending(owners=gone)
+        if elsewhere:
+            recovered += self.store.recover_sending(owners=elsewhere,
+                                                    lease_ended_by=self.clock())
+        for job_id in recovered:
+            log.warning("↻ %s: the runner sending it is gone: queued again (possibly "
+                        "delivered already)", job_id)
+        for job_id in self.store.recover_preparing(owners=gone):
+            log.info("↻ %s was being rendered by a runner that is gone: it is rendered when "
+                     "it is sent", job_id)
+
     # -- start-up and intake -------------------------------------------------------------
 
     def startup(self) -> None:
-        """Recover from a stop: requeue ``sending`` jobs, register orphaned job folders."""
-        for job_id in self.store.recover_sending():
-            log.warning("↻ %s was being sent when the gateway stopped: queued again", job_id)
-        for job_id in self.store.recover_preparing():
-            log.info("↻ %s was being rendered when the gateway stopped: it is rendered when "
-                     "it is sent", job_id)
+        """Recover from a stop: take back the claims of runners that are gone (:meth:`reap`),
+        register orphaned job folders."""
+        self.reap()
         for intake in self.spool.recover():
             if not self.store.exists(intake.id):
                 log.warning("↻ %s: job folder without a job record: registered again", intake.id)
@@ -137,15 +177,42 @@ class Worker(MailboxSessions):
         self._started = True
 
     async def _render(self, job: Job, summary: RunSummary) -> None:
-        """Render, pre-flight and build one job; a job that cannot pass fails now."""
+        """Render, pre-flight and build one job; a job that cannot pass fails now, and so
+        does one whose render fails in a way nobody foresaw (its own job, not the round)."""
         try:
             await self.preparer.render(job)
         except JobError as exc:
             self.recorder.input_failed(job, exc, summary)
+        except Exception as exc:  # noqa: BLE001 - one job's fault never ends the round
+            log.error("! %s: rendering failed unexpectedly", job.id, exc_info=exc)
+            self.recorder.input_failed(job, JobError(
+                f"rendering failed unexpectedly: {type(exc).__name__}: {exc}",
+                code=codes.INTERNAL), summary)
         except BaseException:
-            # Not the job's fault (a stop, a bug): it is rendered when it is sent.
+            # A stop: the job is rendered when it is sent.
             self.store.update(job.id, preparing=None)
             raise
+
+    def _register(self, intake: Intake) -> Job | None:
+        """Register one taken job folder; whatever goes wrong with it, it is answered: it
+        fails with a code and the cause, its files kept (None only when even that fails,
+        which is logged; the folder is registered again at the next start)."""
+        try:
+            return register(intake, config=self.config, store=self.store,
+                            documents=self.spool, preparing=self.owner)
+        except Exception as exc:  # noqa: BLE001 - one item never stops the intake
+            log.error("! %s: could not be registered", intake.id, exc_info=exc)
+            if self.store.exists(intake.id):
+                return None
+            intake.error_code = intake.error_code or codes.INTERNAL
+            intake.error = f"could not be registered: {type(exc).__name__}: {exc}"
+            try:
+                return register(intake, config=self.config, store=self.store,
+                                documents=self.spool)
+            except Exception as again:  # noqa: BLE001
+                log.error("! %s: could not be recorded as failed either (%s); it is "
+                          "registered again at the next start", intake.id, again)
+                return None
 
     # -- sending -------------------------------------------------------------------------
 
@@ -157,15 +224,19 @@ class Worker(MailboxSessions):
         """
         if not self._started:
             self.startup()
+        elif time.monotonic() - self._reaped_at >= REAP_SECONDS:
+            self.reap()
         summary = RunSummary()
         progress = asyncio.Event()
+        heartbeat = asyncio.ensure_future(self._heartbeat())
         intake = asyncio.ensure_future(self._take_intake_overlapped(summary, progress))
         try:
             await self.send_due(summary, intake=intake, progress=progress)
         finally:
+            heartbeat.cancel()
             if not intake.done():
                 intake.cancel()
-            await asyncio.gather(intake, return_exceptions=True)
+            await asyncio.gather(intake, heartbeat, return_exceptions=True)
             # Messages of jobs not sent in this run (deferred, paused) are built anew when
             # they are due: their Date is then the date they leave.
             self.preparer.forget_messages()
@@ -219,8 +290,7 @@ class Worker(MailboxSessions):
             return
         # Registered as being prepared by this runner: no claim takes them before they are
         # rendered, while jobs taken before these may be claimed and sent meanwhile.
-        jobs = [register(intake, config=self.config, store=self.store, documents=self.spool,
-                         preparing=self.owner) for intake in intakes]
+        jobs = [job for job in map(self._register, intakes) if job is not None]
         summary.taken += len(jobs)
         await asyncio.gather(*(self._render(job, summary) for job in jobs
                                if job.state is JobState.QUEUED))
@@ -293,9 +363,10 @@ class Worker(MailboxSessions):
         return removed
 
     def close(self) -> None:
-        """Release the store, the render processes and the credential provider's
-        connections."""
+        """Release the store, the render processes, the credential provider's connections
+        and this runner's lock."""
         self.preparer.close()
         self.store.close()
         self.credentials.close()
+        self.runner_lock.release()
 

@@ -59,6 +59,8 @@ _STEPS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE jobs ADD COLUMN owner TEXT",
         "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
         "ALTER TABLE jobs ADD COLUMN preparing TEXT",
+        # Finding who holds marks costs in proportion to the marks, not to every job.
+        "CREATE INDEX jobs_preparing ON jobs (preparing) WHERE preparing IS NOT NULL",
     ),
 }
 

@@ -11,6 +11,7 @@ transaction, so a claim is one atomic read-modify-write.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -25,8 +26,8 @@ from .schema import migrate
 
 _INSERT = (f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
            f"VALUES ({','.join('?' * len(INSERT_COLUMNS))})")
-_RECOVERED = ("the gateway stopped while this job was being sent; queued again (if the server "
-              "had already accepted it, the fax may arrive twice)")
+_RECOVERED = ("the runner sending this job stopped; queued again (possibly delivered: if the "
+              "server had already accepted it, the fax may arrive twice)")
 
 
 class SQLiteJobStore(JobStore):
@@ -36,10 +37,13 @@ class SQLiteJobStore(JobStore):
         self.path = path
         self._clock = clock
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Private from its creation: SQLite gives the -wal and -shm files the database
+            # file's permissions.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
             self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"job store {path}: {exc}") from None
         try:
             self._db.row_factory = sqlite3.Row
@@ -251,10 +255,25 @@ class SQLiteJobStore(JobStore):
         with self._write():
             self._event(job_id, event, None, code, detail)
 
-    def recover_sending(self, *, lease_ended_by: datetime | None = None) -> list[str]:
+    def claim_owners(self) -> set[str]:
+        """The runners holding a claim or a ``preparing`` mark."""
+        rows = self._db.execute(
+            "SELECT DISTINCT COALESCE(owner, '') FROM jobs WHERE state = ?"
+            " UNION SELECT DISTINCT preparing FROM jobs WHERE preparing IS NOT NULL",
+            (JobState.SENDING.value,)).fetchall()
+        return {row[0] for row in rows}
+
+    def recover_sending(self, *, owners: Iterable[str] | None = None,
+                        lease_ended_by: datetime | None = None) -> list[str]:
         """Return jobs left in ``sending`` to ``queued``, saying so in their history."""
         sql = "SELECT id FROM jobs WHERE state = ?"
         args: list[object] = [JobState.SENDING.value]
+        if owners is not None:
+            wanted = list(owners)
+            if not wanted:
+                return []
+            sql += f" AND COALESCE(owner, '') IN ({','.join('?' * len(wanted))})"
+            args.extend(wanted)
         if lease_ended_by is not None:
             sql += " AND (lease_until IS NULL OR lease_until <= ?)"
             args.append(ts(lease_ended_by))
@@ -268,12 +287,18 @@ class SQLiteJobStore(JobStore):
                 self._event(job_id, "recovered", JobState.QUEUED, None, _RECOVERED)
         return ids
 
-    def recover_preparing(self) -> list[str]:
-        """Clear the ``preparing`` marks a stopped process left."""
+    def recover_preparing(self, *, owners: Iterable[str] | None = None) -> list[str]:
+        """Clear the ``preparing`` marks of ``owners`` (every mark when None)."""
+        sql, args = "SELECT id FROM jobs WHERE preparing IS NOT NULL", []
+        if owners is not None:
+            args = list(owners)
+            if not args:
+                return []
+            sql += f" AND preparing IN ({','.join('?' * len(args))})"
         with self._write():
-            ids = [row["id"] for row in
-                   self._db.execute("SELECT id FROM jobs WHERE preparing IS NOT NULL")]
-            self._db.execute("UPDATE jobs SET preparing = NULL WHERE preparing IS NOT NULL")
+            ids = [row["id"] for row in self._db.execute(sql, args)]
+            self._db.executemany("UPDATE jobs SET preparing = NULL WHERE id = ?",
+                                 [(job_id,) for job_id in ids])
         return ids
 
     def purge(self, before: datetime) -> list[str]:
