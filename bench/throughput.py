@@ -551,7 +551,8 @@ def run_faxgw(args: argparse.Namespace, workdir: Path, server: Server, source: P
                     job = register(intake, config=config, store=worker.store,
                                    documents=worker.spool)
                     if submit_prepare is not None and job.state is JobState.QUEUED:
-                        submit_prepare(worker.store, worker.spool, config, job)
+                        submit_prepare(worker.store, worker.spool, config, job,
+                                       renderer=worker.render_pool)
             intake_done = time.perf_counter()
             summary = asyncio.run(worker.run_once())
         if profiler is not None:

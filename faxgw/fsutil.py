@@ -4,12 +4,17 @@ A file is written under a temporary dot-name in its final folder (so scanners sk
 rename stays on one file system), flushed and fsynced, renamed over the target, and the
 folder is fsynced so that the rename itself survives a crash. A reader sees the old file or
 the new one, never a part of either.
+
+Files are private by default: the owner's alone (0600), or readable by the folder's group too
+(0640) when the folder belongs to a group on purpose (setgid and group-readable: the spool's
+folders with ``[spool] group``). Nothing written here is ever readable by others.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -29,18 +34,46 @@ def fsync_dir(folder: Path) -> None:
         os.close(descriptor)
 
 
+def private_mode(folder: Path) -> int:
+    """The mode of a new file in ``folder``: 0600, or 0640 when ``folder`` belongs to a group
+    on purpose (setgid and group-readable)."""
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        return 0o600
+    return 0o640 if mode & stat.S_ISGID and mode & stat.S_IRGRP else 0o600
+
+
+def make_private_folder(folder: Path) -> None:
+    """Create ``folder`` (and its missing parents) with mode 0700; take others' access away
+    from it when it exists and is ours (a setgid folder keeps its group's)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.stat(folder)
+    if st.st_uid != os.geteuid():
+        return  # not ours to change (and its files are private anyway)
+    keep = 0o7750 if st.st_mode & stat.S_ISGID else 0o7700
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & ~keep:
+        os.chmod(folder, mode & keep)
+
+
 def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object], *,
-                 mode: int = 0o644) -> int:
+                 mode: int | None = None) -> int:
     """Replace ``path`` with ``data`` (bytes, or a function writing to a binary file).
 
     The file has ``mode`` from its creation, so a secret (mode 0600) is never readable by
-    others, not even for a moment. Returns the size written.
+    others, not even for a moment; without ``mode`` it is private as
+    :func:`private_mode` says. Returns the size written.
     """
     temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    chosen = private_mode(path.parent) if mode is None else mode
     # O_EXCL: never write through a file (or a link) someone else prepared under that name.
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, chosen)
     try:
         with os.fdopen(descriptor, "wb") as handle:
+            if mode is None:
+                # The umask may take the group's read away; the folder says it may read.
+                os.fchmod(handle.fileno(), chosen)
             if isinstance(data, bytes):
                 handle.write(data)
             else:

@@ -177,7 +177,8 @@ def test_auth_problem_pauses_one_account_and_logs_once(
 ) -> None:
     caplog.set_level(logging.INFO)
     with FaxSMTPServer(tls="starttls", users={USER: PASSWORD, OTHER: "other-secret"}) as server:
-        config = make_config(server, auth={"username": ""})  # user = each job's sender
+        config = make_config(server, auth={"username": ""},  # user = each job's sender
+                             intake={"allowed_senders": [OTHER]})
         (tmp_path / "smtp-password").write_text("other-secret")  # right for OTHER only
         worker = build_worker(config, clock=clock)
         waiting = [_submit(config, worker, page, sender=USER) for _ in range(5)]

@@ -30,7 +30,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "engine": frozenset({"domain", "config", "fax", "render", "intake", "ports"}),
     "app": frozenset({"domain", "config", "ports", "fax", "render", "intake", "engine",
                       "store", "auth", "transport", "fsutil"}),
-    "cli": frozenset({"app", "domain", "config", "fax", "fsutil", "redact", "testing"}),
+    "cli": frozenset({"app", "domain", "config", "fax", "fsutil", "redact", "testing", "web"}),
+    "web": frozenset({"app", "domain", "config", "fax", "fsutil", "redact"}),
     "__main__": frozenset({"cli"}),
     "__init__": frozenset(),
 }

@@ -580,6 +580,7 @@ def test_token_expiring_between_rounds_is_refreshed_silently(
 def test_two_accounts_send_as_themselves_and_a_third_waits_alone(
     gateway: Gateway, smtp: FaxSMTPServer, samples: Path
 ) -> None:
+    gateway.configure(intake={"allowed_senders": [OTHER, STRANGER]})
     gateway.login(ACCOUNT)
     gateway.login(OTHER)
     mine = gateway.submit(samples / "note.txt", sender=ACCOUNT)

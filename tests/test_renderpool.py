@@ -1,13 +1,17 @@
-"""Rendering in processes of their own (``faxgw run``): same results as in threads, errors
-about documents arrive whole, and a render process that dies loses no job."""
+"""Rendering in processes of their own: same results as in threads, errors about documents
+arrive whole, and a render process that dies loses no job (its render is tried again in a
+fresh process)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import shutil
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +38,14 @@ def _drop(worker: Worker, *files: Path) -> None:
 def _outcomes(worker: Worker) -> dict[str, tuple[JobState, int | None, str | None]]:
     return {Path(job.source).name: (job.state, job.code, job.error)
             for job in worker.store.list_jobs()}
+
+
+def _wait_gone(pids: set[int], timeout: float = 10.0) -> None:
+    """Until none of ``pids`` is a running child (each is reaped as it is looked at)."""
+    deadline = time.monotonic() + timeout
+    while {child.pid for child in multiprocessing.active_children()} & pids:
+        assert time.monotonic() < deadline, f"{pids} still running"
+        time.sleep(0.02)
 
 
 def test_processes_and_threads_give_the_same_outcomes(
@@ -84,13 +96,16 @@ def test_a_render_process_that_dies_loses_no_job(
         assert worker.render_pool is not None
         worker.render_pool.wait_ready()
         before = {child.pid for child in multiprocessing.active_children()}
-        assert before
+        assert before and set(worker.render_pool.pids()) == before
         for pid in before:
             os.kill(pid, signal.SIGKILL)
+        _wait_gone(before)
         _drop(worker, samples / "letter.pdf")
         first = asyncio.run(worker.run_once())
         assert first.sent == 1
-        assert "render process stopped unexpectedly" in caplog.text
+        # Replaced when it was needed, without counting against the job.
+        assert f"render process {min(before)} had stopped" in caplog.text
+        assert "trying once more" not in caplog.text
 
         # A new render process took over: the next job renders in it.
         _drop(worker, samples / "scan.jpg")
@@ -113,5 +128,47 @@ def test_render_processes_run_below_the_worker(make_config: MakeConfig) -> None:
         [child] = multiprocessing.active_children()
         nice = int(Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[16])
         assert nice == min(19, os.nice(0) + RENDER_NICENESS)
+    finally:
+        worker.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_render_whose_process_is_killed_is_rendered_again_in_a_fresh_one(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "faxgw")
+    line = "0042  MOVE CUSTOMER-RECORD TO PRINT-LINE.  * the quick brown fox, 0123456789\n"
+    listing = tmp_path / "listing.txt"
+    listing.write_text(line * (3_000_000 // len(line)))  # about two seconds to set
+    worker = build_worker(make_config(smtp_server), render_processes=1)
+    try:
+        assert worker.render_pool is not None
+        worker.render_pool.wait_ready()
+        [pid] = worker.render_pool.pids()
+        started = _cpu_seconds(pid)
+        _drop(worker, listing)
+
+        def kill_midway() -> None:
+            # Killed in the middle of the render: once it has worked on the listing a while.
+            deadline = time.monotonic() + 30
+            while _cpu_seconds(pid) < started + 0.3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_midway)
+        killer.start()
+        summary = asyncio.run(worker.run_once())
+        killer.join()
+        assert summary.sent == 1
+        [retry] = [r.getMessage() for r in caplog.records if "trying once more" in r.getMessage()]
+        assert (f"rendering stopped its render process (killed by SIGKILL), in render process "
+                f"{pid} (listing.txt)") in retry
+        assert pid not in worker.render_pool.pids()
     finally:
         worker.close()

@@ -200,9 +200,11 @@ def test_recover_finishes_a_half_taken_manifest(spool: Spool, samples: Path) -> 
         documents=["a.pdf", "b.png"],
         source_paths=[str(out / "a.pdf"), str(out / "b.png")],
     )
-    work = spool._begin(intake)
+    assembly = spool._begin(intake)
+    work = assembly.path
     (work / "x.fax").write_text('to = "+4930123456"\nfiles = ["a.pdf", "b.png"]\n')
     os.rename(out / "a.pdf", work / "docs" / "a.pdf")
+    assembly.abandon()  # the process dies: its lock goes, its files stay
     [found] = spool.recover()
     assert found.id == intake.id and found.documents == ["a.pdf", "b.png"]
     assert not (out / "b.png").exists()
@@ -217,6 +219,6 @@ def test_recover_drops_a_claim_that_took_nothing(spool: Spool) -> None:
         documents=["a.pdf"],
         source_paths=["/nonexistent/a.pdf"],
     )
-    spool._begin(intake)
+    spool._begin(intake).abandon()
     assert spool.recover() == []
     assert list(spool.layout.tmp.iterdir()) == []

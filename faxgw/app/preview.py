@@ -70,7 +70,8 @@ def preview(config: Config, files: Sequence[Path], *, number_text: str | None = 
               recipient=address or "", sender=default_sender(config), subject=subject_text,
               note=note, cover=use_cover)
     with tempfile.TemporaryDirectory(prefix="faxgw-preview-") as folder:
-        rendered = render_attachment(job, list(files), Path(folder), rules)
+        rendered = render_attachment(job, list(files), Path(folder), rules,
+                                     max_input_bytes=config.limits.max_input_bytes)
         if out is not None:
             _write_out(out, rendered, Path(folder), rules)
     problems.extend(preflight.violations(rendered, subject_text, rules,

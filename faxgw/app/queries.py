@@ -3,8 +3,11 @@ the service profiles. Nothing here changes anything."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import Config
@@ -55,8 +58,36 @@ def all_codes() -> tuple[codes.StatusCode, ...]:
     return codes.all_codes()
 
 
+def secret_file_warnings(config: Config) -> list[str]:
+    """A warning for each secret file (``[auth]`` password, client secret, certificate and its
+    password, the token cache) that accounts other than the gateway's can read."""
+    auth = config.auth
+    files: list[tuple[str, Path | None]] = [
+        ("[auth] password_file", auth.password_file),
+        ("[auth] client_secret_file", auth.client_secret_file),
+        ("[auth] client_certificate_file", auth.client_certificate_file),
+        ("[auth] client_certificate_password_file", auth.client_certificate_password_file),
+        ("the token cache ([auth] token_cache)", auth.token_cache),
+    ]
+    warnings = []
+    for label, path in files:
+        if path is None:
+            continue
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue  # a missing file is another message's matter
+        readers = [who for who, bit in (("its group", stat.S_IRGRP), ("all users", stat.S_IROTH))
+                   if mode & bit]
+        if readers:
+            warnings.append(f"{label} {path} can be read by {' and '.join(readers)} (mode "
+                            f"{mode:04o}): chmod 600 {path}")
+    return warnings
+
+
 def status_sheet(config: Config) -> dict[str, Any]:
-    """The status sheet: service, mail server, sign-in and queue counts (``faxgw status``)."""
+    """The status sheet: service, mail server, sign-in and queue counts (``faxgw status``),
+    and ``warnings``: secret files others can read."""
     with store_open(config) as store:
         counts = store.counts()
     return {
@@ -74,6 +105,7 @@ def status_sheet(config: Config) -> dict[str, Any]:
         "account": default_sender(config),
         "sign_in": sign_in_summary(config),
         "queue": {state.value: count for state, count in counts.items()},
+        "warnings": secret_file_warnings(config),
     }
 
 

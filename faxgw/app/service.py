@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from ..config import Config
 from ..engine.outcomes import RunSummary
@@ -21,26 +22,33 @@ __all__ = ["RunSummary", "run_once", "serve"]
 def run_once(config: Config) -> RunSummary:
     """Take the intake, send everything that is due now, and return what happened.
 
-    Renders in threads: a single run would spend longer starting render processes than it
-    gains from them."""
-    worker = build_worker(config)
+    Renders in render processes, started only when a job needs rendering (a run that only
+    sends jobs rendered before starts none)."""
+    worker = build_worker(config, render_processes=service_processes())
     try:
         return asyncio.run(worker.run_once())
     finally:
         worker.close()
 
 
-def serve(config: Config) -> None:
+#: Something a face runs in the service's loop until the stop event is set (the web console).
+Beside = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def serve(config: Config, *, beside: Beside | None = None) -> None:
     """Run the service until SIGINT or SIGTERM; the send under way is finished and recorded
-    first. Renders in processes of its own, started now."""
+    first. Renders in processes of its own, started now. ``beside`` (the web console) runs
+    in the same loop and stops with it."""
     worker = build_worker(config, render_processes=service_processes())
     try:
-        asyncio.run(_serve(worker.config, Service(worker)))
+        if worker.render_pool is not None:
+            worker.render_pool.warm()
+        asyncio.run(_serve(worker.config, Service(worker), beside))
     finally:
         worker.close()
 
 
-async def _serve(config: Config, service: Service) -> None:
+async def _serve(config: Config, service: Service, beside: Beside | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -48,5 +56,11 @@ async def _serve(config: Config, service: Service) -> None:
         loop.add_signal_handler(signum, stop.set)
     log.warning("faxgw running: spool %s, mail server %s:%d; stop with Ctrl-C",
                 config.spool.dir, config.smtp.host, config.smtp.port)
-    await service.run(stop)
+    runs: list[Awaitable[None]] = [service.run(stop)]
+    if beside is not None:
+        runs.append(beside(stop))
+    try:
+        await asyncio.gather(*runs)
+    finally:
+        stop.set()  # one part ended (or failed): the other ends too
     log.warning("faxgw stopped")

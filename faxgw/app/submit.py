@@ -1,7 +1,11 @@
 """Submitting a fax: files become one job, rendered and checked now (``faxgw submit``).
 
-The person is there: an invalid or refused number is refused before anything is made, and a
-job that cannot be sent fails at once with its code, its originals kept.
+The person is there: an invalid or refused number, a sender ``[intake] allowed_senders``
+does not allow, or texts with control characters are refused before anything is made, and a
+job that cannot be sent fails at once with its code, its originals kept. The job is rendered
+in a render process started for it (:class:`~faxgw.engine.renderpool.RenderPool`), like every
+job, so that a document that hangs or crashes its render fails the job (415, 414) instead of
+hanging or crashing ``faxgw submit``.
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ from pathlib import Path
 from ..config import Config
 from ..domain.errors import JobError
 from ..domain.jobs import Job, JobState
-from ..engine.worker import runner_id
+from ..engine.renderpool import RenderPool
+from ..engine.runners import RunnerLock, runner_id
 from ..fax.policy import parse_and_check
-from ..intake.register import record_rendered, refuse, register
+from ..intake.register import check_submission, record_rendered, refuse, register
 from ..ports import DocumentStore, JobStore
-from ..render.job import render_job
-from .wiring import open_spool, store_open
+from .wiring import open_documents, open_spool, store_open
 
 __all__ = ["prepare", "submit"]
 
@@ -27,30 +31,49 @@ def submit(config: Config, number: str, files: Sequence[Path], *, subject: str =
     """Copy ``files`` into the spool as one job to ``number``; register, render, pre-flight.
 
     Raises :class:`~faxgw.domain.errors.NumberError` (nothing is made) for a number that is
-    invalid or refused by ``[numbers]``. Returns the job: ``queued``, or ``failed`` with its
+    invalid or refused by ``[numbers]``, :class:`~faxgw.domain.errors.InputError` (nothing is
+    made) for texts or file names with control characters (407) or a sender that is not
+    allowed (408). Returns the job: ``queued``, or ``failed`` with its
     code when a document or a limit stops it.
     """
     parse_and_check(number, config.numbers, config.service.region)
+    check_submission(config, subject=subject, note=note, sender=sender, files=files)
     spool = open_spool(config)
     spool.ensure()
     intake = spool.submit(number, list(files), subject=subject, note=note, sender=sender,
                           cover=cover)
-    with store_open(config) as store:
-        # Marked as being prepared: a running service does not send it before it is rendered.
-        job = register(intake, config=config, store=store, documents=spool,
-                       preparing=runner_id())
-        if job.state is JobState.QUEUED:
-            job = prepare(store, spool, config, job)
-        return job
-
-
-def prepare(store: JobStore, documents: DocumentStore, config: Config, job: Job) -> Job:
-    """Render, pre-flight and record one queued job; a job that cannot pass fails now."""
+    # This command is a runner while it prepares the job: the job is marked as being prepared
+    # by it, so a running service does not send it before it is rendered, and the lock says
+    # it is alive (a service takes the mark back only once this process has ended).
+    lock = RunnerLock(spool.layout.state / "runners", runner_id())
     try:
-        rendered = render_job(job, documents, config)
+        with store_open(config) as store:
+            job = register(intake, config=config, store=store, documents=spool,
+                           preparing=lock.owner)
+            if job.state is JobState.QUEUED:
+                job = prepare(store, spool, config, job)
+            return job
+    finally:
+        lock.release()
+
+
+def prepare(store: JobStore, documents: DocumentStore, config: Config, job: Job, *,
+            renderer: RenderPool | None = None) -> Job:
+    """Render, pre-flight and record one queued job; a job that cannot pass fails now.
+
+    It is rendered in ``renderer``, or else in a render process started for it and stopped
+    after it. The render process opens the job files of ``config``'s spool, which
+    ``documents`` must be.
+    """
+    pool = renderer if renderer is not None else RenderPool(config, 1, open_documents)
+    try:
+        rendered, _ = pool.render_now(job)
     except JobError as exc:
         return refuse(store, documents, job, exc)
     except BaseException:
         store.update(job.id, preparing=None)  # rendered when it is sent, then
         raise
+    finally:
+        if renderer is None:
+            pool.close()
     return record_rendered(store, job, rendered)

@@ -75,10 +75,12 @@ def build_worker(
 
     ``render_processes`` > 0 renders in that many processes of their own (``faxgw run``)."""
     credentials = credentials if credentials is not None else make_credentials(config)
+    spool = open_spool(config, clock=lambda: clock().timestamp())
+    spool.ensure()  # the spool's folders first, private, then the store inside them
     return Worker(
         config,
         store=store if store is not None else open_store(config, clock=clock),
-        spool=open_spool(config, clock=lambda: clock().timestamp()),
+        spool=spool,
         transport=make_transport(config, credentials),
         credentials=credentials,
         clock=clock,

@@ -10,7 +10,8 @@ lack). So faxgw does it itself:
 - it is written after every change (``has_state_changed``) atomically: a temp file in the same
   folder created with mode 0600 (``O_CREAT | O_EXCL``), write, fsync, ``os.replace``, fsync of
   the folder (the Maildir / Postfix queue-file recipe);
-- the folder is created 0700 if missing.
+- the folder is created 0700 if missing, and others' access to an existing one (the ``state/``
+  folder another part made first) is taken away (:func:`faxgw.fsutil.make_private_folder`).
 
 Beside it, ``<stem>.state.json`` (also 0600, written the same way) records for each account
 the last refresh and the outcome of the last refresh attempt, for ``faxgw auth status``.
@@ -80,8 +81,8 @@ class TokenStore:
         not valid JSON, keeping the bad file as ``<name>.unreadable``; otherwise an
         unreadable cache is an :class:`AuthError` (370).
         """
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fsutil.make_private_folder(self.path.parent)
+        lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             self._load(replace_unreadable)

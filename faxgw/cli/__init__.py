@@ -53,9 +53,9 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import demo, queue, run, send, status
+    from . import demo, queue, run, send, status, web
 
-    for command in (*send.COMMANDS, *queue.COMMANDS, *status.COMMANDS, run.run, demo.demo):
+    for command in (*send.COMMANDS, *queue.COMMANDS, *status.COMMANDS, run.run, demo.demo, web.web):
         cli.add_command(command)
     try:
         from .auth import auth

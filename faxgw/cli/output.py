@@ -6,6 +6,7 @@ from datetime import datetime
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..domain import codes
@@ -37,10 +38,12 @@ def print_jobs(rows: list[Job]) -> None:
                    "LAST ERROR / REPLY"):
         table.add_column(column, no_wrap=column != "LAST ERROR / REPLY")
     for job in rows:
-        table.add_row(job.id, job.state.value, code_text(job.code), job.number,
-                      str(job.pages if job.pages is not None else "-"), str(job.attempts),
-                      when(job.next_attempt_at) if job.state is JobState.DEFERRED else "-",
-                      when(job.updated), job.error or job.last_reply or "")
+        cells = (job.id, job.state.value, code_text(job.code), job.number,
+                 str(job.pages if job.pages is not None else "-"), str(job.attempts),
+                 when(job.next_attempt_at) if job.state is JobState.DEFERRED else "-",
+                 when(job.updated), job.error or job.last_reply or "")
+        # Rich reads "[...]" as markup: a number or a server's reply is shown as it is.
+        table.add_row(*(escape(cell) for cell in cells))
     console().print(table)
     if not rows:
         click.echo("No jobs.")

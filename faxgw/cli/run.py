@@ -7,6 +7,7 @@ import json
 import click
 
 from ..app.service import run_once, serve
+from ..web.server import beside
 from .context import CliContext, pass_cli
 
 
@@ -18,7 +19,9 @@ from .context import CliContext, pass_cli
 def run(cli_ctx: CliContext, once: bool, as_json: bool) -> None:
     """Run the worker: take dropped files, send due jobs, retry on schedule."""
     if not once:
-        serve(cli_ctx.config)
+        # The console (when [web] listen is set) is bound now: a wrong address or a port in
+        # use stops here, before the worker starts.
+        serve(cli_ctx.config, beside=beside(cli_ctx.config))
         return
     summary = run_once(cli_ctx.config)
     if as_json:

@@ -18,7 +18,8 @@ from ..app import queries
 from ..app.preview import OUT_SUFFIXES
 from ..app.preview import preview as preview_fax
 from ..app.submit import submit as submit_fax
-from ..domain.errors import ConfigError, DocumentError, NumberError
+from ..domain import codes
+from ..domain.errors import ConfigError, DocumentError, InputError, NumberError
 from ..domain.jobs import JobState
 from ..fax.profiles import PROFILES, Profile, ServiceRules, describe_limits, format_bytes
 from .context import CliContext, pass_cli
@@ -47,6 +48,11 @@ def submit(cli_ctx: CliContext, number: str, files: tuple[Path, ...], subject: s
                          sender=sender, cover=cover)
     except NumberError as exc:
         # The person is here: an invalid or refused number is refused now, no job is made.
+        raise click.UsageError(f"{exc} (code {exc.code})") from None
+    except InputError as exc:
+        if exc.code not in (codes.CONTROL_CHARACTERS, codes.SENDER_NOT_ALLOWED):
+            raise
+        # So are a sender that is not allowed and texts that would break a header.
         raise click.UsageError(f"{exc} (code {exc.code})") from None
     if as_json:
         click.echo(json.dumps({"id": job.id}))

@@ -36,7 +36,8 @@ def codes_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status sheet as JSON.")
 @pass_cli
 def status(cli_ctx: CliContext, as_json: bool) -> None:
-    """The status sheet: service, mail server, sign-in and queue counts."""
+    """The status sheet: service, mail server, sign-in and queue counts, and a warning for
+    each secret file other accounts can read."""
     sheet = queries.status_sheet(cli_ctx.config)
     if as_json:
         click.echo(json.dumps(sheet, indent=2))
@@ -48,6 +49,8 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
         click.echo(f"{label:>24}: {value}")
     queue_line = ", ".join(f"{state} {count}" for state, count in sheet["queue"].items())
     click.echo(f"{'Queue':>24}: {queue_line}")
+    for warning in sheet["warnings"]:
+        click.echo(f"Warning: {warning}")
 
 
 COMMANDS = (status, codes_command)

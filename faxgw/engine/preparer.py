@@ -1,8 +1,8 @@
 """Getting each job's attachment and email ready ahead of the session that sends it.
 
 The worker hands every job it takes to :class:`Preparer` right away: the job is rendered and
-pre-flighted (in threads, or in render processes for ``faxgw run``, see
-:mod:`faxgw.engine.renderpool`), and its email is built in the same step and kept in memory until a
+pre-flighted in a render process (see :mod:`faxgw.engine.renderpool`; in threads only where
+tests and benchmarks ask for it), and its email is built in the same step and kept in memory until a
 session asks for it, so a session never builds a message on the event loop while the other
 sessions' replies wait. Messages take at most :data:`MESSAGE_BUFFER_BYTES`; beyond that (a
 large burst), and for jobs sent again later, a message is built just before it is sent.
@@ -39,9 +39,12 @@ class Preparer:
     def __init__(self, config: Config, documents: DocumentStore, store: JobStore, *,
                  render_processes: int = 0,
                  open_documents: DocumentsFactory | None = None) -> None:
-        """``render_processes`` > 0 renders in that many processes of their own, started
-        now, each opening the job files with ``open_documents`` (a module-level function, so
-        that it can be handed to another process); 0 renders in threads."""
+        """``render_processes`` > 0 renders in up to that many processes of their own, each
+        opening the job files with ``open_documents`` (a module-level function, so that it
+        can be handed to another process), started when first needed (``faxgw run`` starts
+        them at once: ``render_pool.warm()``); 0 renders in threads of this process, for
+        tests and benchmarks only: a document that crashes its render then crashes this
+        process, and one that renders for hours cannot be stopped."""
         self.config = config
         self.documents = documents
         self.store = store
@@ -50,8 +53,7 @@ class Preparer:
         if render_processes > 0:
             if open_documents is None:
                 raise ValueError("render processes need open_documents")
-            self.render_pool = RenderPool(config, documents, render_processes, open_documents)
-            self.render_pool.warm()
+            self.render_pool = RenderPool(config, render_processes, open_documents)
         #: Renders under way at once; the intake hands over jobs in batches of this size.
         self.concurrency = max(1, min(4, os.cpu_count() or 1))
         self._messages: dict[str, bytes] = {}
@@ -90,8 +92,11 @@ class Preparer:
             record_rendered(self.store, job, rendered)
             assert message is not None
             return message
-        if self.render_pool is not None:
+        if self.render_pool is not None and self.render_pool.running:
             return await self.render_pool.build(job, attachment)
+        # Building reads only the attachment faxgw wrote, no document: without render
+        # processes running (a cron run sending jobs rendered before) starting one for it
+        # would cost more than the build.
         return await asyncio.to_thread(build_message, job, attachment, self.config)
 
     async def _render_and_build(self, job: Job, *, build: bool

@@ -32,9 +32,17 @@ class Intake:
     error_code: int | None = None
     error: str | None = None
 
+    def refuse(self, code: int, error: str) -> None:
+        """Fail the job with ``code``, unless it has failed already (the first cause wins)."""
+        if self.error is None:
+            self.error_code, self.error = code, error
+
     def to_file(self) -> bytes:
         """``job.json``: the folder's own description, enough to register it again."""
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False).encode("utf-8")
+        text = json.dumps(asdict(self), indent=2, ensure_ascii=False)
+        # A name the file system gave that is not UTF-8 holds lone surrogates: written as
+        # JSON escapes (\udcXX), they read back as the same name.
+        return text.encode("utf-8", "backslashreplace")
 
     @classmethod
     def from_file(cls, path: Path) -> Intake:

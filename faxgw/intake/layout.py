@@ -75,4 +75,14 @@ class SpoolLayout:
 
     def all_dirs(self) -> tuple[Path, ...]:
         """Every folder the gateway needs."""
-        return (self.outgoing, self.jobs, self.failed, self.tmp, self.state)
+        return (self.outgoing, *self.private_dirs())
+
+    def private_dirs(self) -> tuple[Path, ...]:
+        """The folders only the gateway (and ``[spool] group``) may enter: all but
+        ``outgoing/``."""
+        return (self.jobs, self.failed, self.tmp, self.state)
+
+    def database_files(self) -> tuple[Path, ...]:
+        """The job store's file and the ones SQLite keeps beside it."""
+        return tuple(self.state / f"{DATABASE}{suffix}"
+                     for suffix in ("", "-wal", "-shm", "-journal"))

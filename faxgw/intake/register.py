@@ -9,16 +9,19 @@ when it was refused at intake or its number is invalid. A failed job's originals
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
 from ..config import Config
 from ..domain import codes
-from ..domain.errors import JobError, NumberError
+from ..domain.errors import InputError, JobError, NumberError
 from ..domain.jobs import Job, JobState
 from ..fax.message import message_id_for
 from ..fax.policy import mask, mask_numbers, parse_and_check
 from ..fax.profiles import rules_for
 from ..ports import DocumentStore, JobStore
 from ..render import Rendered
+from .checks import control_refusal, sender_refusal, shown
 from .job_file import Intake
 
 log = logging.getLogger("faxgw.intake")
@@ -31,6 +34,38 @@ def default_sender(config: Config) -> str:
     return config.smtp.sender
 
 
+def sender_allowed(config: Config, sender: str) -> str | None:
+    """Why a job may not name ``sender`` (``[intake] allowed_senders``), or None."""
+    return sender_refusal(sender, allowed=config.intake.allowed_senders,
+                          default=default_sender(config))
+
+
+def check_submission(config: Config, *, subject: str, note: str, sender: str,
+                     files: Sequence[Path]) -> None:
+    """Refuse a submission before anything is made: InputError with code 407 for control
+    characters in its texts or file names, 408 for a sender that is not allowed."""
+    reason = control_refusal([("subject", subject), ("note", note), ("sender", sender)],
+                             [path.name for path in files])
+    if reason:
+        raise InputError(reason, code=codes.CONTROL_CHARACTERS)
+    reason = sender_allowed(config, sender)
+    if reason:
+        raise InputError(reason, code=codes.SENDER_NOT_ALLOWED)
+
+
+def _intake_refusal(intake: Intake, config: Config) -> tuple[int, str] | None:
+    """Control characters (407) or a sender not allowed (408), whichever way the job came."""
+    reason = control_refusal([("number", intake.number), ("subject", intake.subject),
+                              ("note", intake.note), ("sender", intake.sender)],
+                             intake.documents)
+    if reason:
+        return codes.CONTROL_CHARACTERS, reason
+    reason = sender_allowed(config, intake.sender)
+    if reason:
+        return codes.SENDER_NOT_ALLOWED, reason
+    return None
+
+
 def register(intake: Intake, *, config: Config, store: JobStore, documents: DocumentStore,
              preparing: str | None = None) -> Job:
     """Record ``intake`` as a job; refused or invalid jobs fail at once, originals kept.
@@ -38,11 +73,18 @@ def register(intake: Intake, *, config: Config, store: JobStore, documents: Docu
     ``preparing`` names the runner that renders the queued job next: no runner claims it
     until :func:`record_rendered` or :func:`refuse` clears the mark.
     """
-    sender = intake.sender or default_sender(config)
-    rules = rules_for(config.service)
-    job = Job(id=intake.id, number=intake.number, sender=sender, note=intake.note,
-              documents=list(intake.documents), source=intake.source, cover=intake.cover)
     error_code, error = intake.error_code, intake.error
+    if error is None and (refusal := _intake_refusal(intake, config)) is not None:
+        error_code, error = refusal
+    refused_texts = error_code in (codes.CONTROL_CHARACTERS, codes.SENDER_NOT_ALLOWED)
+    # A refused sender is not recorded as the job's: the configured mailbox is.
+    sender = (intake.sender if not refused_texts else "") or default_sender(config)
+    rules = rules_for(config.service)
+    # Escaped: the record (and every log line and table made of it) holds no control
+    # characters, whatever came in; job.json keeps the names as they are on disk.
+    job = Job(id=intake.id, number=shown(intake.number), sender=sender,
+              note=shown(intake.note), documents=[shown(name) for name in intake.documents],
+              source=shown(intake.source), cover=intake.cover)
     if error is None:
         try:
             number = parse_and_check(intake.number, config.numbers, config.service.region)
@@ -51,18 +93,18 @@ def register(intake: Intake, *, config: Config, store: JobStore, documents: Docu
         else:
             job.number = number.e164
             job.recipient = rules.address_for(number)
-    job.subject = intake.subject or rules.subject_for(job.number)
+    job.subject = shown(intake.subject) or rules.subject_for(job.number)
     job.message_id = message_id_for(job.id, sender)
     digits = config.numbers.mask_digits
     if error is not None:
         job.state, job.code, job.error = JobState.FAILED, error_code or codes.INTERNAL, error
-        store.add(job, detail=f"from {intake.source}; refused: {error}")
+        store.add(job, detail=f"from {job.source}; refused: {error}")
         folder = documents.keep_failed(job.id)
         log.warning("! %s failed at intake (%s): %s; originals kept in %s", job.id, job.code,
                     mask_numbers(error, (intake.number, job.number), digits), folder)
         return job
     job.preparing = preparing
-    store.add(job, detail=f"from {intake.source}, to {job.number} via {job.recipient}")
+    store.add(job, detail=f"from {job.source}, to {job.number} via {job.recipient}")
     log.info("→ %s queued: to %s, %d document(s)", job.id, mask(job.number, digits),
              len(job.documents))
     return job

@@ -1,25 +1,27 @@
-"""The spool: intake folders, settling, claiming by rename, and the failed area.
+"""The spool: intake folders, claiming by rename, the job folders and the failed area.
 
-A job is assembled in ``tmp/<id>/`` (``job.json`` first, then its documents) and committed
-by one rename to ``jobs/<id>/``. Taking a dropped file is a rename too, so two workers can
-never take the same file, and a half-moved job is finished or undone at start-up by
+A job is assembled in ``tmp/<id>/`` (``job.json`` first, then its documents) while its
+process holds the folder's lock (:mod:`~faxgw.intake.assembly`), and committed by one rename
+to ``jobs/<id>/``. Taking a dropped file is a rename too, so two workers can never take the
+same file, and a half-moved job of a process that is gone is finished or undone by
 :meth:`Spool.recover`. The job store is told about a job only after its folder is complete;
 a folder whose job is missing from the store is registered again from its ``job.json``.
 
-Drop folders are writable by scanners and users, so nothing here follows a link: symbolic
-links, hard links (a second name for a file the dropper may not be allowed to read), device
-files and folders that resolve outside the spool are taken as they are (the link itself, not
-its target) and refused with code 405.
+Drop folders are writable by scanners and users, so nothing here follows a link: entries are
+taken through folder descriptors and judged only once they lie in the job's private folder
+(:mod:`~faxgw.intake.entries`): symbolic links, hard links, devices, pipes and folders are
+kept as they are (the entry itself, never its target) and refused with code 405. Everything
+the gateway keeps is private (:mod:`~faxgw.intake.access`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import stat
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -29,28 +31,20 @@ from ..domain.errors import InputError, SpoolError
 from ..domain.jobs import new_job_id
 from ..fax.policy import mask
 from ..fsutil import fsync_dir, write_atomic
+from .access import OUTGOING_MODE, Access
+from .assembly import Assembly
+from .checks import control_refusal, shown
+from .entries import Source, doc_name, judge_taken, open_dir
 from .job_file import Intake
-from .layout import DOCS, IGNORED_SUFFIXES, JOB_FILE, MANIFEST_SUFFIX, SpoolLayout
-from .manifest import manifest_fields
+from .layout import DOCS, JOB_FILE, SpoolLayout
+from .recovery import recover
+from .scanner import Scanner
 
 log = logging.getLogger("faxgw.spool")
 
-
-def _ignored(name: str) -> bool:
-    return name.startswith(".") or name.endswith(IGNORED_SUFFIXES)
-
-
-def _refusal(st: os.stat_result) -> str | None:
-    """Why an entry may not be taken as a document, or None for an ordinary file."""
-    if stat.S_ISLNK(st.st_mode):
-        return "is a symbolic link (links are never followed)"
-    if stat.S_ISDIR(st.st_mode):
-        return "is a folder"
-    if not stat.S_ISREG(st.st_mode):
-        return "is a device file, pipe or socket, not an ordinary file"
-    if st.st_nlink > 1:
-        return "is a hard link (it has another name elsewhere)"
-    return None
+#: A spool root the gateway makes: anybody may pass through to ``outgoing/`` (if its mode
+#: lets them in), nobody but the gateway list it.
+ROOT_MODE = 0o711
 
 
 class Spool:
@@ -58,47 +52,93 @@ class Spool:
 
     def __init__(
         self, root: Path, *, settle_seconds: float = 2.0, clock: Callable[[], float] = time.time,
-        mask_digits: int = 0,
+        mask_digits: int = 0, group: str = "",
     ) -> None:
         """``mask_digits``: numbers in log lines show this many trailing digits as ``x``
-        (``[numbers] mask_digits``)."""
+        (``[numbers] mask_digits``); ``group``: ``[spool] group``."""
         self.layout = SpoolLayout(root)
         self.settle_seconds = settle_seconds
-        self._clock = clock
+        self.clock = clock
         self.mask_digits = mask_digits
+        self.group = group
+        self._access: Access | None = None
+        self._scanner = Scanner(self)
 
     @classmethod
     def for_config(cls, config: Config, *, clock: Callable[[], float] | None = None) -> Spool:
         """The spool ``[spool]`` describes (a render process opens its job files with this:
         it imports the spool alone, not the whole gateway)."""
         return cls(config.spool.dir, settle_seconds=config.spool.settle_seconds,
-                   mask_digits=config.numbers.mask_digits, clock=clock or time.time)
+                   mask_digits=config.numbers.mask_digits, clock=clock or time.time,
+                   group=config.spool.group)
+
+    @property
+    def access(self) -> Access:
+        """Modes and group of what the gateway keeps (SpoolError for an unknown group)."""
+        if self._access is None:
+            self._access = Access.of_group(self.group)
+        return self._access
 
     def ensure(self) -> None:
-        """Create the spool's folders when missing."""
+        """Create the spool's folders when missing, and make the gateway's own private: a
+        folder of the gateway's with another mode (wider, or without the access
+        ``[spool] group`` gives) is given its mode now. ``outgoing/`` keeps its own."""
+        layout, access = self.layout, self.access
         try:
-            for folder in self.layout.all_dirs():
-                folder.mkdir(parents=True, exist_ok=True)
+            if not layout.root.exists():
+                layout.root.mkdir(parents=True, exist_ok=True)
+                os.chmod(layout.root, ROOT_MODE)
+            try:
+                os.mkdir(layout.outgoing, OUTGOING_MODE)
+                os.chmod(layout.outgoing, OUTGOING_MODE)  # whatever the umask
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(layout.outgoing).st_mode):
+                    raise SpoolError(f"{layout.outgoing} is not a folder (a link is never "
+                                     "followed): make it one") from None
+            for folder in layout.private_dirs():
+                try:
+                    access.make_dir(folder)
+                except FileExistsError:  # made before, or by another process just now
+                    access.fit_dir(folder)
+            for path in layout.database_files():
+                access.fit_file(path)
+        except SpoolError as exc:
+            raise SpoolError(f"cannot create the spool at {layout.root}: {exc}") from None
         except OSError as exc:
-            raise SpoolError(f"cannot create the spool at {self.layout.root}: {exc}") from None
+            raise SpoolError(f"cannot create the spool at {layout.root}: {exc}") from None
 
     # -- assembling a job ----------------------------------------------------------------
 
-    def _begin(self, intake: Intake) -> Path:
-        work = self.layout.tmp / intake.id
-        (work / DOCS).mkdir(parents=True)
-        write_atomic(work / JOB_FILE, intake.to_file())
-        return work
+    def _begin(self, intake: Intake) -> Assembly:
+        """A new job folder in ``tmp/``, locked by this process, with the plan in it."""
+        try:
+            assembly = Assembly.begin(self.layout.tmp, intake.id, self.access)
+        except OSError as exc:
+            raise SpoolError(f"cannot assemble a job in {self.layout.tmp}: {exc}") from None
+        try:
+            write_atomic(assembly.path / JOB_FILE, intake.to_file())
+        except OSError as exc:
+            assembly.discard()
+            raise SpoolError(f"cannot assemble a job in {self.layout.tmp}: {exc}") from None
+        return assembly
 
-    def _commit(self, work: Path, intake: Intake) -> Intake:
+    def commit(self, assembly: Assembly, intake: Intake) -> Intake:
+        """Move the assembled job folder into ``jobs/`` (one rename), then drop its lock."""
         # job.json is written again only when the take changed it (a document vanished, a
         # refusal): otherwise the plan written by _begin is already the record, and durable.
         record = intake.to_file()
-        if (work / JOB_FILE).read_bytes() != record:
-            write_atomic(work / JOB_FILE, record)
-        os.rename(work, self.layout.job_dir(intake.id))
-        fsync_dir(self.layout.jobs)
-        fsync_dir(self.layout.tmp)
+        job_file = assembly.path / JOB_FILE
+        try:
+            if job_file.read_bytes() != record:
+                write_atomic(job_file, record)
+            os.rename(assembly.path, self.layout.job_dir(intake.id))
+            fsync_dir(self.layout.jobs)
+            fsync_dir(self.layout.tmp)
+        except OSError as exc:
+            assembly.abandon()  # finished by the recovery at the next start
+            raise SpoolError(f"cannot put job {intake.id} into {self.layout.jobs}: "
+                             f"{exc}") from None
+        assembly.release()
         return intake
 
     def submit(
@@ -111,7 +151,10 @@ class Spool:
         sender: str = "",
         cover: bool | None = None,
     ) -> Intake:
-        """Copy ``files`` into a new job folder (``faxgw submit``); the originals stay."""
+        """Copy ``files`` into a new job folder (``faxgw submit``); the originals stay.
+
+        Raises InputError, and makes nothing, for a file that is no ordinary file (405) or
+        texts or file names with control characters (407)."""
         for path in files:
             try:
                 st = path.stat()
@@ -123,190 +166,115 @@ class Spool:
                 raise InputError(
                     f"{path}: not an ordinary file", code=codes.INPUT_REFUSED, filename=path.name
                 )
-        intake = Intake(
-            id=new_job_id(),
-            number=number,
-            subject=subject,
-            note=note,
-            sender=sender,
-            source="submit",
-            cover=cover,
-        )
-        work = self._begin(intake)
+        reason = control_refusal([("subject", subject), ("note", note), ("sender", sender)],
+                                 [path.name for path in files])
+        if reason:
+            raise InputError(reason, code=codes.CONTROL_CHARACTERS)
+        intake = Intake(id=new_job_id(), number=number, subject=subject, note=note,
+                        sender=sender, source="submit", cover=cover)
+        assembly = self._begin(intake)
+        docs = assembly.path / DOCS
         try:
             for index, path in enumerate(files):
-                name = _unique_name(work / DOCS, path.name, index)
-                with path.open("rb") as src, (work / DOCS / name).open("xb") as dst:
-                    shutil.copyfileobj(src, dst)
-                    dst.flush()
-                    os.fsync(dst.fileno())
+                name = _unique_name(docs, doc_name(path.name), index)
+                with path.open("rb") as src:
+                    fd = os.open(docs / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, self.access.file_mode)
+                    with os.fdopen(fd, "wb") as dst:
+                        os.fchmod(fd, self.access.file_mode)  # whatever the umask
+                        shutil.copyfileobj(src, dst)
+                        dst.flush()
+                        os.fsync(dst.fileno())
                 intake.documents.append(name)
-            fsync_dir(work / DOCS)
-            return self._commit(work, intake)
+            fsync_dir(docs)
         except OSError as exc:
-            shutil.rmtree(work, ignore_errors=True)
+            assembly.discard()
             raise SpoolError(f"cannot put the job into the spool: {exc}") from None
+        return self.commit(assembly, intake)
 
-    # -- scanning the intake folders -----------------------------------------------------
-
-    def _settled(self, st: os.stat_result) -> bool:
-        # ctime too: a file moved in keeps its old mtime, but the move itself is a change.
-        changed = max(st.st_mtime, st.st_ctime)
-        return self._clock() - changed >= self.settle_seconds
+    # -- taking dropped files --------------------------------------------------------------
 
     def scan(self) -> list[Intake]:
         """Take every settled job from ``outgoing/``; return the jobs now in ``jobs/``."""
         return list(self.scan_iter())
 
     def scan_iter(self) -> Iterator[Intake]:
-        """:meth:`scan`, one job at a time: each is complete in ``jobs/`` when it is yielded."""
-        try:
-            entries = sorted(os.scandir(self.layout.outgoing), key=lambda e: e.name)
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            if _ignored(entry.name):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # taken by another worker meanwhile
-            if stat.S_ISDIR(st.st_mode):
-                yield from self._scan_number_dir(Path(entry.path), entry.name)
-            elif stat.S_ISLNK(st.st_mode) and not entry.name.endswith(MANIFEST_SUFFIX):
-                # A link at the top may be a number folder pointing elsewhere: refuse it.
-                if self._settled(st):
-                    yield from self._take_refused(
-                        Path(entry.path),
-                        entry.name,
-                        "is a symbolic link (links are never followed)",
-                    )
-            elif entry.name.endswith(MANIFEST_SUFFIX) and self._settled(st):
-                result = self._take_manifest(Path(entry.path), st)
-                if result is not None:
-                    yield result
-            # Any other file at the top waits for the manifest that names it.
+        """:meth:`scan`, one job at a time: each is complete in ``jobs/`` when it is yielded.
+        Every drop gets an answer: a job, or a failed job with its code and cause."""
+        yield from self._scanner.scan()
 
-    def _scan_number_dir(self, folder: Path, number: str) -> Iterator[Intake]:
-        try:
-            real = folder.resolve(strict=True)
-        except OSError:
-            return
-        if not real.is_relative_to(self.layout.outgoing.resolve()):
-            yield from self._take_refused(folder, number, "resolves outside the spool")
-            return
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            return
-        for entry in entries:
-            if _ignored(entry.name):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISDIR(st.st_mode) or not self._settled(st):
-                continue
-            reason = _refusal(st)
-            intake = Intake(
-                id=new_job_id(), number=number, source=f"outgoing/{number}/{entry.name}"
-            )
-            if reason:
-                intake.error_code = codes.INPUT_REFUSED
-                intake.error = f"{entry.name}: {reason}; it was not sent"
-            result = self._take(intake, [(Path(entry.path), entry.name)])
-            if result is not None:
-                yield result
+    def take(self, intake: Intake, sources: list[Source], *, manifest: Source | None = None,
+             identity: tuple[int, int] | None = None) -> Intake | None:
+        """Claim ``sources`` (after the manifest, which commits the job) into a new job folder
+        by rename, and judge each where it now lies; the job records every refusal.
 
-    def _take_refused(self, path: Path, name: str, reason: str) -> Iterator[Intake]:
-        intake = Intake(
-            id=new_job_id(),
-            number="",
-            source=f"outgoing/{name}",
-            error_code=codes.INPUT_REFUSED,
-            error=f"{name}: {reason}; it was not sent",
-        )
-        result = self._take(intake, [(path, name)])
-        if result is not None:
-            yield result
-
-    def _take(
-        self, intake: Intake, sources: list[tuple[Path, str]], manifest: Path | None = None
-    ) -> Intake | None:
-        """Claim ``sources`` (and the manifest first) into a new job folder by rename.
-
-        Returns None when another worker took the job first.
+        Returns None when another worker took the job first. Raises OSError (nothing is
+        taken) when the first entry cannot be moved; SpoolError when the spool's own folders
+        cannot be written. ``identity``: (device, inode) the manifest must have.
         """
         # The plan goes into job.json before anything moves, so that recovery can finish it.
-        intake.documents = [name for _, name in sources]
-        intake.source_paths = [str(path) for path, _ in sources]
-        work = self._begin(intake)
+        intake.documents = [source.target for source in sources]
+        intake.source_paths = [source.path for source in sources]
+        assembly = self._begin(intake)
+        taken = False
         try:
-            if manifest is not None:
-                # The manifest commits the job: whoever renames it owns the job.
-                os.rename(manifest, work / manifest.name)
-            for index, (path, name) in enumerate(sources):
-                try:
-                    os.rename(path, work / DOCS / name)
-                except FileNotFoundError:
-                    if manifest is None and index == 0:
-                        shutil.rmtree(work, ignore_errors=True)
-                        return None  # another worker was first
-                    intake.documents.remove(name)
-                    intake.error_code = intake.error_code or codes.BAD_MANIFEST
-                    intake.error = intake.error or f"{name}: vanished while it was being taken"
-        except FileNotFoundError:
-            shutil.rmtree(work, ignore_errors=True)
-            return None
-        except OSError as exc:
-            raise SpoolError(f"cannot take {intake.source}: {exc}") from None
-        fsync_dir(work / DOCS)
+            with open_dir(assembly.path) as work_fd, open_dir(assembly.path / DOCS) as docs_fd:
+                device = os.fstat(work_fd).st_dev
+                if manifest is not None:
+                    os.rename(manifest.name, manifest.target, src_dir_fd=manifest.dir_fd,
+                              dst_dir_fd=work_fd)
+                    taken = True
+                    reason = judge_taken(work_fd, manifest.target, device=device,
+                                         access=self.access, same_as=identity)
+                    if reason:
+                        intake.refuse(codes.INPUT_REFUSED, f"{shown(manifest.target)}: {reason}")
+                for source in sources:
+                    try:
+                        os.rename(source.name, source.target, src_dir_fd=source.dir_fd,
+                                  dst_dir_fd=docs_fd)
+                    except OSError as exc:
+                        if not taken:
+                            raise  # nothing is taken: the take is off
+                        intake.documents.remove(source.target)
+                        vanished = exc.errno == errno.ENOENT
+                        intake.refuse(codes.BAD_MANIFEST if vanished else codes.INPUT_REFUSED,
+                               f"{shown(source.target)}: " + ("vanished while it was being "
+                               "taken" if vanished else f"cannot be taken: {exc.strerror}"))
+                        continue
+                    taken = True
+                    reason = judge_taken(docs_fd, source.target, device=device,
+                                         access=self.access)
+                    if reason:
+                        intake.refuse(codes.INPUT_REFUSED,
+                               f"{shown(source.target)}: {reason}; it was not sent")
+                os.fsync(docs_fd)
+        except SpoolError:
+            if taken:
+                assembly.abandon()  # what is taken is finished by the next recovery
+            else:
+                assembly.discard()
+            raise
+        except Exception as exc:
+            if not taken:
+                assembly.discard()
+                if isinstance(exc, FileNotFoundError):
+                    return None  # another worker was first
+                raise
+            # Something is taken: it is never lost. The job fails with the cause, files kept.
+            log.debug("taking %s failed", intake.id, exc_info=exc)
+            intake.refuse(codes.INTERNAL, f"taking it failed: {type(exc).__name__}: {exc}")
+        if intake.error is None:
+            reason = control_refusal([("number", intake.number), ("subject", intake.subject),
+                                      ("note", intake.note), ("sender", intake.sender)],
+                                     intake.documents)
+            if reason:
+                intake.refuse(codes.CONTROL_CHARACTERS, reason)
         log.info("→ %s taken from %s", intake.id, self._masked(intake.source))
-        return self._commit(work, intake)
-
-    def _take_manifest(self, manifest: Path, st: os.stat_result) -> Intake | None:
-        name = manifest.name
-        intake = Intake(id=new_job_id(), number="", source=f"outgoing/{name}")
-        reason = _refusal(st)
-        if reason:
-            intake.error_code, intake.error = codes.INPUT_REFUSED, f"{name}: {reason}"
-            return self._take(intake, [], manifest=manifest)
-        try:
-            data = tomllib.loads(manifest.read_text(encoding="utf-8"))
-            files, intake.number = manifest_fields(data, intake)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, InputError, ValueError) as exc:
-            intake.error_code = codes.BAD_MANIFEST
-            kind = (
-                "not valid TOML: "
-                if isinstance(exc, tomllib.TOMLDecodeError)
-                else ("not UTF-8 text: " if isinstance(exc, UnicodeDecodeError) else "")
-            )
-            intake.error = f"{name}: {kind}{exc}"
-            return self._take(intake, [], manifest=manifest)
-        except FileNotFoundError:
-            return None
-        sources: list[tuple[Path, str]] = []
-        for document in files:
-            path = self.layout.outgoing / document
-            try:
-                doc_st = path.lstat()
-            except FileNotFoundError:
-                intake.error_code = codes.BAD_MANIFEST
-                intake.error = f"{name}: names {document!r}, which is not in outgoing/"
-                return self._take(intake, [], manifest=manifest)
-            if not self._settled(doc_st) and _refusal(doc_st) is None:
-                return None  # a document is still being written: take the job later
-            doc_reason = _refusal(doc_st)
-            if doc_reason and intake.error is None:
-                intake.error_code = codes.INPUT_REFUSED
-                intake.error = f"{document}: {doc_reason}; it was not sent"
-            sources.append((path, document))
-        return self._take(intake, sources, manifest=manifest)
+        return self.commit(assembly, intake)
 
     def _masked(self, source: str) -> str:
         # outgoing/<number>/<file>: the number folder is a fax number.
-        parts = source.split("/")
+        parts = shown(source).split("/")
         if len(parts) == 3:
             parts[1] = mask(parts[1], self.mask_digits)
         return "/".join(parts)
@@ -352,43 +320,13 @@ class Spool:
             shutil.rmtree(folder, ignore_errors=True)
 
     def recover(self) -> list[Intake]:
-        """Finish or undo jobs a stopped process left half-assembled in ``tmp/``.
+        """Finish or undo the jobs that processes which are gone left half-assembled in
+        ``tmp/`` (a folder whose process lives is left alone).
 
         Returns every complete job folder in ``jobs/``, so that the caller can register the
         ones its store does not know.
         """
-        for work in sorted(self.layout.tmp.glob("*")):
-            try:
-                intake = Intake.from_file(work / JOB_FILE)
-            except (OSError, ValueError, TypeError):
-                # Stopped before job.json was whole: nothing was taken from outgoing yet.
-                shutil.rmtree(work, ignore_errors=True)
-                continue
-            if intake.source == "submit":
-                # A submit copies: the originals are still with the submitter, who saw no id.
-                shutil.rmtree(work, ignore_errors=True)
-                continue
-            manifest_taken = any(work.glob(f"*{MANIFEST_SUFFIX}"))
-            docs = work / DOCS
-            for path_text, name in zip(intake.source_paths, intake.documents, strict=False):
-                if not (docs / name).exists() and manifest_taken:
-                    try:  # finish what the manifest committed
-                        os.rename(path_text, docs / name)
-                    except FileNotFoundError:
-                        pass
-            intake.documents = [name for name in intake.documents if (docs / name).exists()]
-            if not manifest_taken and not intake.documents:
-                shutil.rmtree(work, ignore_errors=True)  # nothing was taken
-                continue
-            log.warning("↻ %s: finishing a job left half-taken by a stopped process", intake.id)
-            self._commit(work, intake)
-        found = []
-        for folder in sorted(self.layout.jobs.glob("*")):
-            try:
-                found.append(Intake.from_file(folder / JOB_FILE))
-            except (OSError, ValueError, TypeError):
-                log.error("! %s: job folder without a readable %s", folder.name, JOB_FILE)
-        return found
+        return recover(self)
 
 
 def _unique_name(folder: Path, name: str, index: int) -> str:

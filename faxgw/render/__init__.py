@@ -7,13 +7,16 @@ Public API::
     render_pdf(documents, out, *, paper="A4", font=None) -> Rendered(path, pages, bytes)
     PAPER_SIZES  # {"A4": (595.28, 841.89), "Letter": (612.0, 792.0)}, in points
 
-Bad documents raise :class:`faxgw.domain.errors.DocumentError` (codes 410, 411, 412; 420 for an
-image too large to decode), never a library's own exception.
+Bad documents raise :class:`faxgw.domain.errors.DocumentError` (codes 410, 411, 412; 405 for
+a link or a pipe, 413 for a file over ``[limits] max_input_bytes``, 420 for an image too large
+to decode), never a library's own exception.
 
-Modules: ``detect`` (type by content), ``pdf`` (the job: parts, boundary, atomic write),
-``pdfinput`` (PDF pages onto the paper), ``images`` (img2pdf), ``text`` (fpdf2), ``tiff``
-(fax TIFF), ``cover`` (the cover page), ``attachment`` (what a service gets), ``preflight``
-(the service's and the mail server's limits), ``job`` (a job's attachment, start to end).
+Modules: ``source`` (reading a document, bounded), ``detect`` (type by content), ``pdf`` (the
+job: parts, boundary, atomic write), ``pdfinput`` (PDF pages onto the paper; pdfium for what
+pypdf cannot read), ``images`` (img2pdf), ``text`` (fpdf2), ``tiff`` (fax TIFF), ``cover``
+(the cover page), ``attachment`` (what a service gets), ``preflight`` (the service's and the
+mail server's limits), ``job`` (a job's attachment, start to end), ``process`` (the render
+process's side of :mod:`faxgw.engine.renderpool`).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from ..fax.profiles import ServiceRules
 from ..fsutil import write_atomic
 from .cover import CoverInfo, load_template, render_cover
 from .pdf import Rendered, render_pdf
+from .source import DEFAULT_MAX_INPUT_BYTES
 from .tiff import pdf_to_tiff
 
 __all__ = ["CoverInfo", "attachment_paths", "build_attachment"]
@@ -40,14 +41,16 @@ def build_attachment(
     *,
     cover: CoverInfo | None,
     font: Path | None = None,
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> Rendered:
     """Render ``documents`` (in order) into the attachment ``rules`` ask for; describe it.
 
     With ``cover``, a cover page built from ``rules.cover_template`` comes first and counts
     as a page. The result points at ``fax-<id>.pdf``, or at ``fax-<id>.tif`` when
-    ``rules.attach_as`` is ``"tiff"`` (pages and bytes are then the TIFF's).
+    ``rules.attach_as`` is ``"tiff"`` (pages and bytes are then the TIFF's). A document
+    larger than ``max_input_bytes`` is refused unread.
 
-    Raises :class:`~faxgw.domain.errors.DocumentError` for a bad document (codes 410, 411, 412,
+    Raises :class:`~faxgw.domain.errors.DocumentError` for a bad document (codes 405, 410-413,
     420) or a TIFF that fails its check (590), :class:`~faxgw.domain.errors.ConfigError` for an
     unusable cover template; nothing half-written is left behind.
     """
@@ -55,7 +58,8 @@ def build_attachment(
     # The template is checked before any rendering: a broken one is the administrator's
     # to fix, and should not cost a render first.
     template = load_template(rules.cover_template) if cover is not None else None
-    rendered = render_pdf(documents, pdf_path, paper=rules.paper, font=font)
+    rendered = render_pdf(documents, pdf_path, paper=rules.paper, font=font,
+                          max_input_bytes=max_input_bytes)
     if cover is not None:
         cover_pdf = render_cover(cover, document_pages=rendered.pages, paper=rules.paper,
                                  template=template, font=font)

@@ -11,12 +11,12 @@ Supported kinds: ``pdf``, ``jpeg``, ``png``, ``tiff``, ``gif``, ``bmp`` and ``te
 from __future__ import annotations
 
 import codecs
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..domain.codes import DOCUMENT_UNREADABLE, DOCUMENT_UNSUPPORTED
 from ..domain.errors import DocumentError
+from .source import read_document
 
 #: How much of a file is looked at to decide its type.
 HEAD_BYTES = 64 * 1024
@@ -259,17 +259,10 @@ def detect_type(path: Path) -> str:
     The file name's extension is only checked against the content: a known extension naming
     another kind raises :class:`DocumentError` (``DOCUMENT_UNSUPPORTED``); unknown or missing
     extensions are judged by content alone. An empty or unreadable file raises
-    ``DOCUMENT_UNREADABLE``, unsupported content ``DOCUMENT_UNSUPPORTED``.
+    ``DOCUMENT_UNREADABLE``, unsupported content ``DOCUMENT_UNSUPPORTED``; a link or a
+    file that is not a regular one ``INPUT_REFUSED``, a file over the default
+    ``[limits] max_input_bytes`` ``INPUT_TOO_LARGE``.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            head = file.read(HEAD_BYTES)
-    except OSError as exc:
-        raise DocumentError(
-            f"{path.name}: the file cannot be read: {exc.strerror or exc}",
-            code=DOCUMENT_UNREADABLE,
-            filename=path.name,
-        ) from exc
+    head, size = read_document(path, head=HEAD_BYTES)
     return classify(path.name, head, size)

@@ -9,18 +9,39 @@ Pillow also prepares what img2pdf should not see as it is: transparency is flatt
 white (a fax has no alpha, and img2pdf would add a soft mask), EXIF orientation is applied to
 the pixels (so no page needs ``/Rotate``), and unusual modes are converted. Errors are not
 translated here; :mod:`faxgw.render.pdf` does that at the document boundary.
+
+An image is refused before it is decoded when it has more pixels than a fax page can use
+(:data:`MAX_PIXELS`): a few kilobytes of PNG can declare a picture that takes gigabytes to
+decode. Pillow's own limit is lowered to the same figure, for every image this process opens.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 
 import img2pdf  # type: ignore[import-untyped]
 from PIL import Image
 
 log = logging.getLogger("faxgw.render")
+
+#: The most pixels an image (each frame of it) may have. The longest fax page in use, Legal
+#: (8.5 x 14 in), at the finest resolution fax machines commonly offer ("ultra fine", T.30's
+#: 16 pels/mm x 15.4 lines/mm, about 400 x 400 dpi) is 3,400 x 5,600 = 19 million pixels;
+#: A4 is 16. 50 million leaves more than twice that, so a 600 dpi scan of a Legal page (5,100 x
+#: 8,400 = 43 million), which office scanners make and people drop, still passes. Decoded,
+#: 50 million pixels take 150 MB as RGB; Pillow's default limit (179 million, refused only
+#: above that) lets one image take 540 MB as RGB, and more than 1 GB on its way to a page.
+MAX_PIXELS = 50_000_000
+
+# Pillow refuses images above twice MAX_IMAGE_PIXELS and warns above it. Its check runs when
+# an image is opened, before anything is decoded, and covers every place an image is opened
+# (img2pdf opens them again); made an error, its warning refuses what the check in
+# image_to_pdf would refuse a moment later anyway, instead of printing a line on stderr.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 #: Pillow format names accepted for each kind: the content was sniffed already, and Pillow
 #: must not reinterpret it as some other format.
@@ -64,10 +85,20 @@ def image_to_pdf(data: bytes, kind: str, page_size: tuple[float, float]) -> byte
     or an animated PNG only the first frame is a page, as a viewer shows it.
     """
     layout = img2pdf.get_layout_fun(page_size, fit=img2pdf.FitMode.into, auto_orient=False)
-    with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS[kind]) as image:
+    try:
+        opened = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS[kind])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's words name its own threshold (twice faxgw's); say it in faxgw's terms.
+        raise Image.DecompressionBombError(
+            f"the image has more than {MAX_PIXELS / 1e6:,.0f} million pixels, "
+            "more than a fax page can use") from exc
+    with opened as image:
         frame_count = getattr(image, "n_frames", 1) if kind == "tiff" else 1
         prepare = kind == "gif"  # img2pdf would make one page per GIF frame
         for frame in _frames(image, frame_count):
+            # Pillow checks the size of the first frame as it opens the image; a TIFF's
+            # later frames are checked here, before each is decoded.
+            _check_pixels(frame)
             # A full decode: Pillow opens lazily, and a truncated file fails only here.
             frame.load()
             prepare = prepare or _needs_preparing(frame)
@@ -80,6 +111,16 @@ def image_to_pdf(data: bytes, kind: str, page_size: tuple[float, float]) -> byte
                 log.debug("img2pdf refused the image as it is (%r); re-encoding it", exc)
         sources = [_prepared_png(frame) for frame in _frames(image, frame_count)]
     return _convert(sources, layout)
+
+
+def _check_pixels(frame: Image.Image) -> None:
+    """Refuse a frame of more than :data:`MAX_PIXELS` pixels, before it is decoded."""
+    width, height = frame.size
+    if width * height > MAX_PIXELS:
+        # Pillow's own exception: the document boundary turns it into a DocumentError.
+        raise Image.DecompressionBombError(
+            f"the image is {width:,} x {height:,} pixels, more than the "
+            f"{MAX_PIXELS / 1e6:,.0f} million a fax page can use")
 
 
 def _frames(image: Image.Image, count: int) -> Iterator[Image.Image]:

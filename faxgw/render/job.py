@@ -21,6 +21,7 @@ from ..ports import DocumentStore
 from . import preflight
 from .attachment import CoverInfo, attachment_paths, build_attachment
 from .pdf import Rendered
+from .source import DEFAULT_MAX_INPUT_BYTES
 
 
 def attachment_for(job: Job, documents: DocumentStore, rules: ServiceRules) -> Path:
@@ -39,21 +40,25 @@ def cover_for(job: Job, rules: ServiceRules, date: datetime) -> CoverInfo | None
 
 
 def render_attachment(job: Job, documents: Sequence[Path], folder: Path, rules: ServiceRules,
-                      *, date: datetime | None = None) -> Rendered:
-    """Render ``documents`` (with the job's cover page) into ``folder``; no limits checked."""
+                      *, date: datetime | None = None,
+                      max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Rendered:
+    """Render ``documents`` (with the job's cover page) into ``folder``; no limits of the
+    service checked. A document larger than ``max_input_bytes`` is refused unread (413)."""
     cover = cover_for(job, rules, date or utcnow())
-    return build_attachment(documents, folder, job.id, rules, cover=cover)
+    return build_attachment(documents, folder, job.id, rules, cover=cover,
+                            max_input_bytes=max_input_bytes)
 
 
 def render_job(job: Job, documents: DocumentStore, config: Config) -> Rendered:
     """Render the job's attachment and check it against every limit.
 
     Thread-safe and free of store access, so the engine can run it off the event loop.
-    Raises :class:`~faxgw.domain.errors.JobError` (document codes 410-412, limits 420-422).
+    Raises :class:`~faxgw.domain.errors.JobError` (document codes 405, 410-413, limits
+    420-422).
     """
     rules = rules_for(config.service)
     rendered = render_attachment(job, documents.documents(job.id), documents.job_dir(job.id),
-                                 rules)
+                                 rules, max_input_bytes=config.limits.max_input_bytes)
     preflight.check(rendered, job.subject, rules,
                     smtp_max_message_bytes=config.smtp.max_message_bytes or None)
     return rendered

@@ -18,7 +18,7 @@ import io
 import logging
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +35,16 @@ from ..fsutil import write_atomic
 from .detect import HEAD_BYTES, classify
 from .images import image_to_pdf
 from .pdfinput import pdf_to_paper
+from .source import DEFAULT_MAX_INPUT_BYTES, read_document
 from .text import text_to_pdf
 
 log = logging.getLogger("faxgw.render")
+
+#: Told the name of each document before it is read, and ``None`` once all are read. A render
+#: process sets it (:mod:`faxgw.render.process`) to tell the worker which document it is on,
+#: so that a render that stops its process or runs out of time names its document. ``None``
+#: everywhere else: it costs nothing then.
+document_hook: Callable[[str | None], None] | None = None
 
 #: Paper sizes in points (1/72 inch), portrait: ISO 216 A4 (210 x 297 mm) and US Letter.
 PAPER_SIZES: dict[str, tuple[float, float]] = {
@@ -58,24 +65,35 @@ class Rendered:
 
 
 def render_pdf(
-    documents: Sequence[Path], out: Path, *, paper: str = "A4", font: Path | None = None
+    documents: Sequence[Path],
+    out: Path,
+    *,
+    paper: str = "A4",
+    font: Path | None = None,
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> Rendered:
     """Render all ``documents``, in order, into one PDF at ``out`` and describe it.
 
     Documents may be PDF, JPEG, PNG, TIFF (every page), GIF, BMP or plain text, told apart
     by content. Every page fits ``paper`` (a key of :data:`PAPER_SIZES`, any case); ``font``
-    is a TrueType font for text documents (default: DejaVu Sans Mono if installed).
+    is a TrueType font for text documents (default: DejaVu Sans Mono if installed). A
+    document larger than ``max_input_bytes`` is refused before it is read.
 
     Raises :class:`~faxgw.domain.errors.DocumentError` naming the first bad document, with ``code``
     ``DOCUMENT_UNREADABLE`` (empty, corrupt, truncated), ``DOCUMENT_ENCRYPTED`` (password),
-    ``DOCUMENT_UNSUPPORTED`` (unknown or mislabelled type) or ``TOO_LARGE`` (an image too
-    large to decode safely). ``ValueError`` for an unknown paper or no documents, ``OSError``
-    when ``out`` cannot be written. Nothing is written to ``out`` unless all went well.
+    ``DOCUMENT_UNSUPPORTED`` (unknown or mislabelled type), ``INPUT_REFUSED`` (a link or not a
+    regular file), ``INPUT_TOO_LARGE`` (over ``max_input_bytes``) or ``TOO_LARGE`` (an image
+    too large to decode safely). ``ValueError`` for an unknown paper or no documents,
+    ``OSError`` when ``out`` cannot be written. Nothing is written to ``out`` unless all went
+    well.
     """
     page_size = paper_size(paper)
     if not documents:
         raise ValueError("render_pdf needs at least one document")
-    parts = [render_document(Path(document), page_size, font=font) for document in documents]
+    parts = [render_document(Path(document), page_size, font=font,
+                             max_input_bytes=max_input_bytes) for document in documents]
+    if document_hook is not None:
+        document_hook(None)  # the documents are read; what follows is faxgw's own work
     out = Path(out)
     if len(parts) == 1:
         # One document (the common case): its PDF is the result already. Joining would parse
@@ -102,16 +120,21 @@ def paper_size(paper: str) -> tuple[float, float]:
 
 
 def render_document(
-    path: Path, page_size: tuple[float, float], *, font: Path | None = None
+    path: Path,
+    page_size: tuple[float, float],
+    *,
+    font: Path | None = None,
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> bytes:
     """One document as a PDF of its own, every page fitting ``page_size``.
 
     Raises :class:`~faxgw.domain.errors.DocumentError` and nothing else for a bad document.
     """
     name = path.name
-    with _translated(name, "file"):
-        data = path.read_bytes()
-    kind = classify(name, data[:HEAD_BYTES], len(data))
+    if document_hook is not None:
+        document_hook(name)
+    data, size = read_document(path, max_input_bytes)
+    kind = classify(name, data[:HEAD_BYTES], size)
     with _translated(name, kind):
         if kind == "pdf":
             part = pdf_to_paper(data, name, page_size)

@@ -8,6 +8,12 @@ centred, so the new page needs no ``/Rotate`` of its own.
 The file is checked for completeness first: pypdf recovers from a lot, and a PDF cut short
 could otherwise come out with fewer pages instead of failing. Errors are not translated here;
 :mod:`faxgw.render.pdf` does that at the document boundary.
+
+What pypdf cannot read (a broken cross-reference table, a mangled object it trips over) is
+given to pdfium, the PDF engine of Chrome, which repairs much of what viewers open: its copy
+of the file, written with a fresh cross-reference table, then goes through the same steps
+(:func:`pdfium_copy`). Only what neither can read fails as damaged; a file that is cut off,
+lost pages or needs a password fails as before, never "repaired" into fewer pages.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
 
 from pypdf import PageObject, PasswordType, PdfReader, PdfWriter, Transformation
+from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 from pypdf.generic import DictionaryObject
 
 from ..domain.codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE
@@ -38,14 +46,78 @@ _LINEARIZED_LENGTH = re.compile(rb"/L\s+(\d+)")
 # Slack for a linearized length that counts an end-of-line the file no longer has.
 _LENGTH_SLACK = 16
 
+#: pdfium is not thread-safe, not even for different documents: every use of it in one
+#: process holds this lock (the gateway renders from threads where it has no render process).
+PDFIUM_LOCK = threading.Lock()
+# pdfium's error code for a document that needs a password (FPDF_ERR_PASSWORD).
+_PDFIUM_PASSWORD = 4
+# Failures that are final: pdfium is not asked to read around them. A password is a
+# password to pdfium too, and a decompression bomb stays one.
+_FINAL = (DocumentError, FileNotDecryptedError, DependencyError, LimitReachedError, MemoryError)
+
 
 def pdf_to_paper(data: bytes, name: str, page_size: tuple[float, float]) -> bytes:
     """Return ``data`` (a PDF) as a PDF whose pages all fit ``page_size`` (points).
 
     Raises :class:`DocumentError` for a PDF that is cut off, has no pages, or needs a password;
-    pypdf's own exceptions pass through for the caller to translate.
+    pypdf's own exceptions pass through for the caller to translate (pdfium could not read
+    the file either).
     """
     _check_complete(data, name)
+    try:
+        return _onto_paper(data, name, page_size)
+    except _FINAL:
+        raise
+    except Exception as failure:  # what pypdf raises for a file it cannot make sense of
+        copy = pdfium_copy(data, name)
+        if copy is None:
+            raise
+        log.info("%s: pypdf cannot read the PDF (%s); pdfium's repaired copy is used",
+                 name, type(failure).__name__)
+        try:
+            return _onto_paper(copy, name, page_size)
+        except DocumentError:
+            raise
+        except Exception:
+            # Neither can: the first cause says more about the file than the copy's.
+            raise failure from None
+
+
+def pdfium_copy(data: bytes, name: str) -> bytes | None:
+    """The PDF ``data`` as pdfium reads it, written anew; ``None`` if pdfium cannot read it.
+
+    pdfium rebuilds a broken cross-reference table from the objects it finds and writes a
+    clean file; security is removed from the copy (pdfium opened it with the empty user
+    password, as faxgw accepts). Raises :class:`DocumentError` (411) for a PDF that needs a
+    password.
+    """
+    import pypdfium2 as pdfium  # type: ignore[import-untyped]
+    import pypdfium2.raw as pdfium_c  # type: ignore[import-untyped]
+
+    with PDFIUM_LOCK:
+        try:
+            document = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            if getattr(exc, "err_code", None) == _PDFIUM_PASSWORD:
+                raise DocumentError(f"{name}: the PDF is protected by a password",
+                                    code=DOCUMENT_ENCRYPTED, filename=name) from exc
+            log.debug("%s: pdfium cannot read the PDF either: %s", name, exc)
+            return None
+        try:
+            if len(document) == 0:
+                return None
+            buffer = io.BytesIO()
+            document.save(buffer, flags=pdfium_c.FPDF_REMOVE_SECURITY)
+            return buffer.getvalue()
+        except pdfium.PdfiumError as exc:
+            log.debug("%s: pdfium cannot write the PDF anew: %s", name, exc)
+            return None
+        finally:
+            document.close()
+
+
+def _onto_paper(data: bytes, name: str, page_size: tuple[float, float]) -> bytes:
+    """:func:`pdf_to_paper` with pypdf alone."""
     reader = PdfReader(io.BytesIO(data), strict=False)
     # pypdf already tried the empty user password when opening; documents "protected" only by
     # an owner password (no printing, no copying) open with it, and a fax may be sent.

@@ -8,12 +8,15 @@ Group 3 (MH, 1-D) coded by Pillow's libtiff, with PhotometricInterpretation 0 (W
 the fax convention: fax coders call 0-bits white, and a T.37 offramp that passes the coded
 lines to the fax line unchanged would otherwise send a negative.
 
-pdfium is not thread-safe, and the gateway renders from worker threads: the rasterising
+pdfium is not thread-safe, and the gateway may render from threads: there the rasterising
 runs in a child process of its own (``spawn``, never ``fork``, which is unsafe in a threaded
-process), one per call. The child writes the TIFF to a temporary name next to the target
-and reports each page's black pixel count; the parent reads the file back with Pillow and
-checks page count, width, resolution, compression, mode and the black pixel counts (a page
-written inverted fails there), then fsyncs and renames it into place.
+process), one per call. A render process (:mod:`faxgw.render.process`), which renders one
+job at a time and is itself stopped when it runs out of time, rasterises in itself instead
+(:func:`rasterise_here`): no process is started per job, and none can outlive a render
+process that was killed. Either way the TIFF is written to a temporary name next to the
+target with each page's black pixel count; it is read back with Pillow and checked (page
+count, width, resolution, compression, mode and the black pixel counts: a page written
+inverted fails there), then fsynced and renamed into place.
 
 What Pillow cannot write: ``PageNumber`` (its libtiff path writes a wrong value, so it is
 left out) and ``FillOrder`` 2; see docs/fax-output.md for the profile S / F comparison.
@@ -38,6 +41,7 @@ from ..domain.codes import DOCUMENT_UNREADABLE, INTERNAL
 from ..domain.errors import DocumentError
 from ..fsutil import fsync_dir
 from .pdf import Rendered
+from .pdfinput import PDFIUM_LOCK
 
 if TYPE_CHECKING:
     from pypdfium2 import PdfPage  # type: ignore[import-untyped]
@@ -65,6 +69,16 @@ PAGE_OF_MULTIPAGE = 2
 BASE_TIMEOUT = 60.0
 SECONDS_PER_PAGE = 10.0
 
+# Set in a render process: rasterise in this process rather than in a child of its own.
+_here = False
+
+
+def rasterise_here(enabled: bool = True) -> None:
+    """Rasterise in this process from now on (a render process, which renders one job at a
+    time and is stopped as a whole when a job runs out of time)."""
+    global _here
+    _here = enabled
+
 
 class _RasterFailure(Exception):
     """Raised in the child when pdfium cannot render the PDF; sent to the parent as text."""
@@ -90,9 +104,11 @@ def pdf_to_tiff(
 
     ``compression`` is ``"group4"`` (CCITT T.6, MMR) or ``"group3"`` (CCITT T.4 1-D, MH).
     ``timeout`` limits the rasterising child (default: 60 s + 10 s per page); it is killed
-    when the time is up. Raises :class:`~faxgw.domain.errors.DocumentError` with code 410 when
-    pdfium cannot render a page, and code 590 (internal) when the child fails, times out
-    or the file read back does not pass the checks. Nothing is left at ``out`` on failure.
+    when the time is up. In a render process (:func:`rasterise_here`) there is no child, and
+    the render process's own time limit applies. Raises
+    :class:`~faxgw.domain.errors.DocumentError` with code 410 when pdfium cannot render a
+    page, and code 590 (internal) when the child fails, times out or the file read back
+    does not pass the checks. Nothing is left at ``out`` on failure.
     """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}")
@@ -103,7 +119,8 @@ def pdf_to_tiff(
     os.close(handle)
     temp = Path(temp_name)
     try:
-        outcome = _run_child(pdf, temp, compression, limit)
+        outcome = _rasterise_here(pdf, temp, compression) if _here else _run_child(
+            pdf, temp, compression, limit)
         if outcome.error is not None:
             code = INTERNAL if outcome.internal else DOCUMENT_UNREADABLE
             raise DocumentError(f"{out.name}: {outcome.error}", code=code, filename=out.name)
@@ -211,6 +228,21 @@ def _run_child(pdf: Path, temp: Path, compression: str, timeout: float) -> _Outc
             process.join(5)
             if process.exitcode is not None:  # close() refuses a process still running
                 process.close()
+
+
+def _rasterise_here(pdf: Path, out: Path, compression: str) -> _Outcome:
+    """Rasterise in this process (one pdfium user at a time); the outcome as a child's."""
+    try:
+        with PDFIUM_LOCK:
+            counts = rasterise(pdf, out, compression=compression)
+        return _Outcome(black_pixels=tuple(counts))
+    except _RasterFailure as exc:
+        return _Outcome(error=str(exc))
+    except MemoryError:
+        raise  # the render process's to handle (it ends itself), as for any document
+    except Exception as exc:  # raised as DocumentError(590) by pdf_to_tiff
+        return _Outcome(error=f"rasterising failed: {type(exc).__name__}: {exc}",
+                        internal=True)
 
 
 def _child_main(sender: Connection, pdf: str, out: str, compression: str) -> None:

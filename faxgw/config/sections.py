@@ -1,43 +1,23 @@
-"""Validated settings, loaded from one TOML file.
+"""The configuration's sections: one model per ``[section]``, every key checked.
 
-The file is found by ``--config PATH``, else ``FAXGW_CONFIG``, else ``config/faxgw.toml``.
-Every key is checked when the file is loaded; a wrong key, type or value stops with one
-message naming the key and the problem. Relative paths resolve against the config file's
-folder, so a config works wherever the gateway is started from.
-
-Secrets never live only inline: the SMTP password comes from ``[auth] password_file`` or the
-``FAXGW_SMTP_PASSWORD`` environment variable, and is read only when a connection needs it.
+A misspelt key stops the gateway (``extra="forbid"``); values are checked as they are read,
+with one message naming the key and what is wrong.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .domain.errors import ConfigError
+from ..domain.errors import ConfigError
+from .values import check_template, is_loopback, parse_duration, split_listen
 
-DEFAULT_CONFIG = Path("config/faxgw.toml")
-CONFIG_ENV = "FAXGW_CONFIG"
 PASSWORD_ENV = "FAXGW_SMTP_PASSWORD"
 CLIENT_SECRET_ENV = "FAXGW_CLIENT_SECRET"
 CLIENT_CERTIFICATE_PASSWORD_ENV = "FAXGW_CLIENT_CERTIFICATE_PASSWORD"
-
-#: What a provider preset fills in for ``[smtp]`` when the user did not set it.
-PROVIDER_SMTP: dict[str, dict[str, Any]] = {
-    "exchange-online": {"host": "smtp.office365.com", "port": 587, "security": "starttls"},
-    "outlook": {"host": "smtp-mail.outlook.com", "port": 587, "security": "starttls"},
-}
 
 
 class _Section(BaseModel):
@@ -70,18 +50,6 @@ class IntakeConfig(_Section):
             if not at or not domain or "." not in domain or any(c.isspace() for c in entry):
                 raise ValueError(f"{entry!r} is neither an address nor @domain")
         return [entry.strip().lower() for entry in value]
-
-
-def _check_template(template: str, known: str, **example: str) -> None:
-    """Fail now, not when the first fax is sent, on a placeholder that cannot be filled."""
-    try:
-        template.format(**example)
-    except KeyError as exc:
-        raise ValueError(f"unknown placeholder {{{exc.args[0]}}}; use {known}") from None
-    except (IndexError, ValueError) as exc:
-        # "{}" or "{0}", an unmatched brace: write a literal brace as {{ or }}
-        raise ValueError(f"is not a valid template ({exc}); use {known}, "
-                         "and {{ or }} for a brace") from None
 
 
 class ServiceConfig(_Section):
@@ -118,14 +86,14 @@ class ServiceConfig(_Section):
             raise ValueError("must contain {e164}, {digits} or {national}")
         if "@" not in value:
             raise ValueError("must be an email address such as {e164}@fax.example.net")
-        _check_template(value, "{e164}, {digits} or {national}",
+        check_template(value, "{e164}, {digits} or {national}",
                         e164="+4930123456", digits="4930123456", national="030123456")
         return value
 
     @field_validator("subject")
     @classmethod
     def _subject_template(cls, value: str) -> str:
-        _check_template(value, "{number}", number="+4930123456")
+        check_template(value, "{number}", number="+4930123456")
         return value
 
     @field_validator("region")
@@ -216,33 +184,51 @@ class AuthConfig(_Section):
         return value.rstrip("/")
 
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+class WebConfig(_Section):
+    """``[web]``: the web console (``faxgw web``, and ``faxgw run`` when ``listen`` is set)."""
 
+    #: ``host:port``; "" = no console in ``faxgw run``.
+    listen: str = ""
+    #: The admin password's argon2 hash, written by ``faxgw web password`` (mode 0600).
+    admin_password_file: Path = Path("../state/web-password")
+    #: TLS: required when ``listen`` is not a loopback address.
+    certificate_file: Path | None = None
+    key_file: Path | None = None
+    #: Hashed bearer tokens for ``/api``, written by ``faxgw web token``.
+    api_token_file: Path = Path("../state/web-tokens")
+    #: Who may use "send as me" (mail domains).
+    user_domains: list[str] = Field(default_factory=list)
 
-def parse_duration(value: Any) -> float:
-    """Seconds from a duration with its unit: ``"90s"``, ``"15m"``, ``"24h"``, ``"30d"``,
-    ``"2w"``. A bare number is refused: ``retention = 30`` would mean 30 seconds to the
-    gateway and 30 days to the person who wrote it."""
-    example = '"90s", "15m", "24h", "30d"'
-    if isinstance(value, bool) or isinstance(value, int | float):
-        raise ValueError(f"give a unit: a duration such as {example}")
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"must be a duration such as {example}")
-    text = value.strip().lower()
-    if text[-1] not in _DURATION_UNITS:
-        try:
-            float(text)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a duration such as {example}") from None
-        raise ValueError(f"{value!r} has no unit: write it as {text}s, {text}m, {text}h or "
-                         f"{text}d") from None
-    try:
-        seconds = float(text[:-1]) * _DURATION_UNITS[text[-1]]
-    except ValueError:
-        raise ValueError(f"{value!r} is not a duration such as {example}") from None
-    if seconds <= 0:
-        raise ValueError("must be more than zero")
-    return seconds
+    @field_validator("certificate_file", "key_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value.strip():
+            split_listen(value)
+        return value.strip()
+
+    @field_validator("user_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "." not in entry or "@" in entry or any(c.isspace() for c in entry):
+                raise ValueError(f"{entry!r} is not a mail domain such as contoso.com")
+        return [entry.lower() for entry in value]
+
+    @model_validator(mode="after")
+    def _tls_off_loopback(self) -> WebConfig:
+        if (self.certificate_file is None) != (self.key_file is None):
+            raise ValueError("certificate_file and key_file: give both (TLS) or neither")
+        if self.listen and not is_loopback(split_listen(self.listen)[0]) \
+                and self.certificate_file is None:
+            raise ValueError(f"listen: {self.listen!r} is not a loopback address: the console "
+                             "then needs TLS (certificate_file and key_file) and an admin "
+                             "password (admin_password_file, set by 'faxgw web password')")
+        return self
 
 
 class RetryConfig(_Section):
@@ -289,6 +275,7 @@ class Config(_Section):
     retry: RetryConfig = RetryConfig()
     limits: LimitsConfig = LimitsConfig()
     intake: IntakeConfig = IntakeConfig()
+    web: WebConfig = WebConfig()
     #: The file this configuration was read from (None when built in code).
     source: Path | None = Field(default=None, exclude=True)
 
@@ -325,93 +312,3 @@ class Config(_Section):
             raise ConfigError(
                 f"[auth] password_file: cannot read {self.auth.password_file}: {exc.strerror}"
             ) from None
-
-
-def _resolve(base: Path, value: Path | None) -> Path | None:
-    if value is None:
-        return None
-    value = value.expanduser()
-    return value if value.is_absolute() else (base / value).resolve()
-
-
-def _format_error(path: Path, exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = [str(part) for part in first["loc"]]
-    if len(loc) >= 2:
-        key = f"[{loc[0]}] {'.'.join(loc[1:])}"
-    elif loc:
-        key = f"[{loc[0]}]" if loc[0] in Config.model_fields else loc[0]
-    else:
-        key = ""
-    problem = first["msg"]
-    if first["type"] == "extra_forbidden":
-        problem = "unknown section" if len(loc) == 1 else "unknown key"
-        if len(loc) == 1:
-            key = f"[{loc[0]}]"
-    elif problem.startswith("Value error, "):
-        problem = problem.removeprefix("Value error, ")
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{path}: {key + ': ' if key else ''}{problem}{more}"
-
-
-def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Where the configuration is: the explicit path, ``FAXGW_CONFIG``, or the default."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
-    return DEFAULT_CONFIG
-
-
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate the configuration; raise :class:`ConfigError` naming the bad key."""
-    config_path = find_config_path(path)
-    try:
-        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{config_path}: no such configuration file") from None
-    except OSError as exc:
-        raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
-    return config_from_dict(raw, base=config_path.resolve().parent, source=config_path)
-
-
-def config_from_dict(raw: dict[str, Any], *, base: Path, source: Path | None = None) -> Config:
-    """Validate a parsed configuration; relative paths resolve against ``base``."""
-    raw = {
-        section: dict(values) if isinstance(values, dict) else values
-        for section, values in raw.items()
-    }
-    auth = raw.get("auth", {})
-    smtp = raw.setdefault("smtp", {})
-    if isinstance(auth, dict) and isinstance(smtp, dict) and auth.get("method") == "oauth2":
-        # A provider preset fills what a user should not have to know; explicit keys win.
-        for key, value in PROVIDER_SMTP.get(auth.get("provider", "exchange-online"), {}).items():
-            smtp.setdefault(key, value)
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_error(source or Path("<config>"), exc)) from None
-    return config.model_copy(
-        update={
-            "source": source,
-            "spool": config.spool.model_copy(update={"dir": _resolve(base, config.spool.dir)}),
-            "smtp": config.smtp.model_copy(update={"ca_file": _resolve(base, config.smtp.ca_file)}),
-            "service": config.service.model_copy(
-                update={"cover_template": _resolve(base, config.service.cover_template)}
-            ),
-            "auth": config.auth.model_copy(
-                update={
-                    "password_file": _resolve(base, config.auth.password_file),
-                    "client_secret_file": _resolve(base, config.auth.client_secret_file),
-                    "client_certificate_file": _resolve(base,
-                                                        config.auth.client_certificate_file),
-                    "client_certificate_password_file": _resolve(
-                        base, config.auth.client_certificate_password_file),
-                    "ca_file": _resolve(base, config.auth.ca_file),
-                    "token_cache": _resolve(base, config.auth.token_cache),
-                }
-            ),
-        }
-    )

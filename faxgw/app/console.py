@@ -1,0 +1,88 @@
+"""What the web console asks that the command line does not: the queue counts alone and the
+figures for ``/metrics``, whether the job store answers (``/readyz``), one page of the job
+log, and a job's attachment as it was sent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ..config import Config
+from ..domain.jobs import Job, JobState, utcnow
+from ..render.attachment import attachment_paths
+from .queries import list_jobs
+from .wiring import open_documents, store_open
+
+__all__ = ["JobFigures", "JobsPage", "attachment", "job_figures", "jobs_page", "queue_counts",
+           "store_ready"]
+
+
+def queue_counts(config: Config) -> dict[JobState, int]:
+    """How many jobs are in each state."""
+    with store_open(config) as store:
+        return store.counts()
+
+
+def store_ready(config: Config) -> bool:
+    """Whether the job store can be opened and read."""
+    try:
+        queue_counts(config)
+    except Exception:  # noqa: BLE001 - any failure means "not ready", the probe says no more
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class JobsPage:
+    """One page of the job log, newest first."""
+
+    jobs: list[Job]
+    page: int
+    has_next: bool
+
+
+def jobs_page(config: Config, states: Iterable[JobState] | None, page: int,
+              size: int) -> JobsPage:
+    """Page ``page`` (from 1) of ``size`` jobs, optionally only jobs in ``states``."""
+    page = max(1, page)
+    wanted = list(states) if states is not None else None
+    rows = list_jobs(config, wanted or None, page * size + 1)
+    start = (page - 1) * size
+    return JobsPage(rows[start:start + size], page, len(rows) > start + size)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFigures:
+    """The job store in numbers, for ``/metrics``."""
+
+    by_state: dict[JobState, int]
+    #: Jobs kept (not yet purged) that ended sent or failed, by state and code.
+    finished_by_code: Counter[tuple[str, int]]
+    #: Seconds the oldest queued or deferred job has waited (0 when none waits).
+    oldest_waiting_seconds: float
+
+
+def job_figures(config: Config, now: datetime | None = None) -> JobFigures:
+    """Counts by state, finished jobs by code, and the age of the oldest waiting job."""
+    moment = now or utcnow()
+    with store_open(config) as store:
+        by_state = store.counts()
+        finished = store.list_jobs([JobState.SENT, JobState.FAILED])
+        waiting = store.list_jobs([JobState.QUEUED, JobState.DEFERRED])
+    by_code: Counter[tuple[str, int]] = Counter(
+        (job.state.value, job.code) for job in finished if job.code is not None)
+    oldest = min((job.created for job in waiting), default=None)
+    age = max(0.0, (moment - oldest).total_seconds()) if oldest else 0.0
+    return JobFigures(by_state, by_code, age)
+
+
+def attachment(config: Config, job_id: str) -> tuple[Job, Path | None]:
+    """A job (by id or a unique prefix) and its attachment as rendered (the PDF; the fax TIFF
+    when there is no PDF), or None when it has not been rendered or was purged."""
+    with store_open(config) as store:
+        job = store.get(job_id)
+    pdf, tiff = attachment_paths(open_documents(config).job_dir(job.id), job.id)
+    return job, next((path for path in (pdf, tiff) if path.is_file()), None)

@@ -1,0 +1,243 @@
+"""The pages people use: Email server (with Sign in / Sign out), Job status and each job,
+Send a fax, Codes. Every one needs a session; every form carries the CSRF token."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..app import console, control, queries, signin
+from ..domain import codes
+from ..domain.errors import ConfigError, FaxgwError, JobNotFoundError
+from ..domain.jobs import JobState
+from . import uploads
+from .routes import (
+    checked_form,
+    current_session,
+    page,
+    refused_csrf,
+    state_of,
+    to_login,
+)
+from .sessions import Session
+from .signin_flow import remaining
+from .views import CERTIFICATE_WARNING, account_block, server_rows, size
+
+PAGE_SIZE = 25
+Handler = Callable[[Request, Session], Awaitable[Response]]
+
+
+def logged_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Without a session, the Log in page."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: Request) -> Response:
+        session = current_session(request)
+        if session is None:
+            return to_login()
+        return await handler(request, session)
+
+    return wrapper
+
+
+def _see(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+@logged_in
+async def server(request: Request, session: Session) -> Response:
+    config = state_of(request).config
+    sheet = await run_in_threadpool(queries.status_sheet, config)
+    accounts = []
+    problem = ""
+    if config.auth.method == "oauth2":
+        try:
+            accounts = await run_in_threadpool(signin.statuses, config)
+        except FaxgwError as exc:
+            problem = str(exc)
+    return page(request, "server.html", session=session, title="Email server",
+                nav="server", rows=server_rows(config, sheet, accounts),
+                blocks=[account_block(a) for a in accounts], queue=sheet["queue"],
+                warnings=sheet["warnings"], problem=problem,
+                oauth2=config.auth.method == "oauth2",
+                certificate_warning="" if sheet["certificate_validation"]
+                else CERTIFICATE_WARNING)
+
+
+@logged_in
+async def sign_out(request: Request, session: Session) -> Response:
+    form = await checked_form(request, session)
+    if form is None:
+        return refused_csrf(request, session)
+    account = form.get("account")
+    removed = await run_in_threadpool(signin.sign_out, state_of(request).config,
+                                      account if isinstance(account, str) and account else None)
+    session.flashes += [f"Signed out {name}. Its jobs wait until someone signs in again."
+                        for name in removed] or ["No account was signed in."]
+    return _see("/server")
+
+
+@logged_in
+async def sign_in(request: Request, session: Session) -> Response:
+    flows = state_of(request).flows
+    assert flows is not None
+    if request.method == "POST":
+        form = await checked_form(request, session)
+        if form is None:
+            return refused_csrf(request, session)
+        what = form.get("action")
+        if what == "cancel":
+            flows.cancel()
+        elif what == "done":
+            flows.clear()
+            return _see("/server")
+        else:
+            await run_in_threadpool(flows.start)
+        return _see("/signin")
+    view = flows.view()
+    return page(request, "signin.html", session=session, title="Sign in", nav="server",
+                view=view, minutes=remaining(view),
+                refresh=2 if view.state == "waiting" else None)
+
+
+def _states(request: Request) -> list[JobState]:
+    wanted = request.query_params.getlist("state")
+    return [JobState(s) for s in wanted if s in JobState.__members__.values()]
+
+
+@logged_in
+async def jobs(request: Request, session: Session) -> Response:
+    config = state_of(request).config
+    states = _states(request)
+    try:
+        number = int(request.query_params.get("page", "1"))
+    except ValueError:
+        number = 1
+    result = await run_in_threadpool(console.jobs_page, config, states or None, number,
+                                     PAGE_SIZE)
+    return page(request, "jobs.html", session=session, title="Job status", nav="jobs",
+                result=result, states=[s.value for s in JobState],
+                state=states[0].value if states else "")
+
+
+@logged_in
+async def job(request: Request, session: Session) -> Response:
+    config = state_of(request).config
+    try:
+        detail = await run_in_threadpool(queries.job_detail, config,
+                                         request.path_params["job_id"])
+    except JobNotFoundError as exc:
+        return page(request, "error.html", 404, session, title="Job status", nav="jobs",
+                    message=str(exc))
+    actions = [name for name in ("retry", "cancel", "hold", "release")
+               if detail.job.state in control.ACTION_STATES[name]]
+    return page(request, "job.html", session=session, title=f"Job {detail.job.id}",
+                nav="jobs", detail=detail, job=detail.job, actions=actions, size=size)
+
+
+@logged_in
+async def job_fax(request: Request, session: Session) -> Response:
+    """The fax as it was (or will be) sent: the attachment, shown in the browser."""
+    try:
+        job, path = await run_in_threadpool(console.attachment, state_of(request).config,
+                                            request.path_params["job_id"])
+    except JobNotFoundError as exc:
+        return page(request, "error.html", 404, session, title="Job status", nav="jobs",
+                    message=str(exc))
+    if path is None:
+        return page(request, "error.html", 404, session, title="Job status", nav="jobs",
+                    message=f"job {job.id} has no attachment (not rendered yet, refused at "
+                            "intake, or purged)")
+    kind = "application/pdf" if path.suffix == ".pdf" else "image/tiff"
+    return FileResponse(path, media_type=kind, filename=path.name,
+                        content_disposition_type="inline")
+
+
+@logged_in
+async def job_action(request: Request, session: Session) -> Response:
+    form = await checked_form(request, session)
+    if form is None:
+        return refused_csrf(request, session)
+    action = request.path_params["action"]
+    job_id = request.path_params["job_id"]
+    if action not in control.ACTIONS:
+        return page(request, "error.html", 404, session, title="Job status", nav="jobs",
+                    message=f"unknown action {action!r}")
+    try:
+        outcomes = await run_in_threadpool(control.act, state_of(request).config, action,
+                                           [job_id])
+    except JobNotFoundError as exc:
+        return page(request, "error.html", 404, session, title="Job status", nav="jobs",
+                    message=str(exc))
+    for outcome in outcomes:
+        session.flashes.append(outcome.refused or f"{action.capitalize()}: job "
+                               f"{outcome.job_id} is now "
+                               f"{outcome.job.state.value if outcome.job else ''}.")
+    return _see(f"/jobs/{job_id}")
+
+
+@logged_in
+async def send(request: Request, session: Session) -> Response:
+    config = state_of(request).config
+    values = {"to": "", "subject": "", "note": "", "cover": uploads.default_cover(config)}
+    if request.method == "GET":
+        return page(request, "send.html", session=session, title="Send a fax", nav="send",
+                    values=values)
+    form = await checked_form(request, session)
+    if form is None:
+        return refused_csrf(request, session)
+    try:
+        return await _send(request, session, form)
+    finally:
+        await form.close()
+
+
+async def _send(request: Request, session: Session, form: FormData) -> Response:
+    config = state_of(request).config
+    request_data = uploads.FaxRequest.from_form(form, cover_field=True)
+    values = {"to": request_data.to, "subject": request_data.subject,
+              "note": request_data.note, "cover": bool(request_data.cover)}
+    action = form.get("action")
+    try:
+        if action == "preview":
+            report = await uploads.preview(config, request_data)
+            return page(request, "send.html", session=session, title="Send a fax",
+                        nav="send", values=values, report=report, size=size)
+        created = await uploads.submit(config, request_data)
+    except (FaxgwError, ValueError) as exc:
+        text = uploads.message(exc)
+        if isinstance(exc, ConfigError):
+            text = f"configuration error: {text}"
+        return page(request, "send.html", 400, session, title="Send a fax", nav="send",
+                    values=values, error=text)
+    if created.state is JobState.FAILED:
+        session.flashes.append(f"Job {created.id} failed (code {created.code}): "
+                               f"{created.error}")
+    else:
+        session.flashes.append(f"Job {created.id} is {created.state.value}.")
+    return _see(f"/jobs/{created.id}")
+
+
+@logged_in
+async def codes_page(request: Request, session: Session) -> Response:
+    return page(request, "codes.html", session=session, title="Codes", nav="codes",
+                entries=codes.all_codes())
+
+
+ROUTES = [
+    Route("/server", server),
+    Route("/server/signout", sign_out, methods=["POST"]),
+    Route("/signin", sign_in, methods=["GET", "POST"]),
+    Route("/jobs", jobs),
+    Route("/jobs/{job_id}", job),
+    Route("/jobs/{job_id}/fax", job_fax),
+    Route("/jobs/{job_id}/{action}", job_action, methods=["POST"]),
+    Route("/send", send, methods=["GET", "POST"]),
+    Route("/codes", codes_page),
+]

@@ -1,0 +1,145 @@
+"""The console's device code sign-in: one at a time, waited for in a thread of its own.
+
+The page shows the verification address and the user code while the thread waits for the
+person to finish; the device code itself stays inside the flow (never in a page, a URL or a
+log). When the sign-in ends, the user code is forgotten and the page shows the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+
+from ..app import signin
+from ..config import Config
+from ..domain import codes
+from ..domain.errors import FaxgwError
+
+log = logging.getLogger("faxgw.web")
+
+__all__ = ["SignInFlows", "SignInView"]
+
+IDLE, WAITING, SIGNED_IN, FAILED, CANCELLED = "idle", "waiting", "signed-in", "failed", \
+    "cancelled"
+
+
+@dataclass(frozen=True)
+class SignInView:
+    """What the Sign in page shows."""
+
+    state: str = IDLE
+    verification_uri: str = ""
+    user_code: str = ""
+    expires_at: float = 0.0
+    account: str = ""
+    message: str = ""
+    code: int | None = None
+    solution: str = ""
+
+
+class SignInFlows:
+    """The one device code sign-in the console may have under way."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._view = SignInView()
+        self._generation = 0
+        self._cancelled = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def view(self) -> SignInView:
+        with self._lock:
+            return self._view
+
+    def start(self, account: str | None = None) -> SignInView:
+        """Ask the identity provider for a code and wait for the sign-in in a thread; when
+        one is already under way, that one (blocking: call it from a worker thread)."""
+        with self._lock:
+            if self._view.state == WAITING:
+                return self._view
+            self._generation += 1
+            generation = self._generation
+            self._cancelled = threading.Event()
+            cancelled = self._cancelled
+            self._view = SignInView(state=WAITING, message="Asking the sign-in service…")
+        try:
+            flow = signin.start_sign_in(self._config, account)
+        except FaxgwError as exc:
+            self._end(generation, FAILED, exc)
+            return self.view()
+        with self._lock:
+            if generation != self._generation or cancelled.is_set():
+                flow.close()
+                return self._view
+            self._view = SignInView(
+                state=WAITING, verification_uri=flow.flow.verification_uri,
+                user_code=flow.flow.user_code, expires_at=flow.flow.expires_at,
+                account=flow.flow.account_hint or "")
+        self._thread = threading.Thread(target=self._wait, args=(flow, generation, cancelled),
+                                        name="faxgw-web-sign-in", daemon=True)
+        self._thread.start()
+        return self.view()
+
+    def cancel(self) -> None:
+        """Stop waiting; the page shows the sign-in cancelled."""
+        with self._lock:
+            self._cancelled.set()
+            if self._view.state == WAITING:
+                self._generation += 1
+                self._view = SignInView(state=CANCELLED,
+                                        message="Sign-in cancelled; nothing was stored.")
+
+    def clear(self) -> None:
+        """Forget a finished sign-in's outcome (the page shows the start again)."""
+        with self._lock:
+            if self._view.state != WAITING:
+                self._view = SignInView()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Cancel a sign-in under way and wait a little for its thread."""
+        self.cancel()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _wait(self, flow: signin.SignIn, generation: int, cancelled: threading.Event) -> None:
+        def on_poll(event: signin.PollEvent) -> None:
+            if cancelled.is_set():
+                raise signin.SignInCancelled()
+
+        try:
+            with flow:
+                account = flow.finish(on_poll=on_poll)
+        except signin.SignInCancelled:
+            return
+        except FaxgwError as exc:
+            self._end(generation, FAILED, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a thread must end with an answer on the page
+            log.exception("the sign-in stopped with an unexpected error")
+            self._end(generation, FAILED, FaxgwError(f"unexpected error: {type(exc).__name__}",
+                                                     code=codes.INTERNAL))
+            return
+        log.warning("signed in as %s from the web console", account)
+        with self._lock:
+            if generation == self._generation:
+                self._view = SignInView(state=SIGNED_IN, account=account,
+                                        message=f"Signed in as {account}.")
+
+    def _end(self, generation: int, state: str, exc: FaxgwError) -> None:
+        code = exc.code
+        entry = codes.CODES.get(code) if code is not None else None
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._view = replace(SignInView(), state=state, message=str(exc), code=code,
+                                 solution=entry.solution if entry else "")
+        log.warning("sign-in from the web console failed: %s", exc)
+
+
+def remaining(view: SignInView) -> int:
+    """Whole minutes until the code stops working."""
+    return max(0, int((view.expires_at - time.time()) // 60))

@@ -1,0 +1,231 @@
+"""Every render runs in a process that can be stopped: a render that runs out of time
+(415) or kills its process (414) is tried once more in a fresh process, then fails its job
+with the originals kept, while the worker goes on; ``faxgw run --once`` and ``faxgw submit``
+render in a process too.
+
+The slow document is a real one: a long text listing, which fpdf2 sets at about 1.5 MB of
+text per second. The crash is a real one as well: the kernel kills a render process that uses
+more CPU time than ``RLIMIT_CPU`` allows (as ``ulimit -t`` or systemd's ``LimitCPU=`` set it),
+with SIGXCPU; the service, which uses little CPU itself, lives on under the same limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from faxgw.app.wiring import build_worker
+from faxgw.domain import codes
+from faxgw.domain.jobs import JobState
+from faxgw.engine.worker import Worker
+from faxgw.testing.smtp_server import FaxSMTPServer
+
+from .conftest import PASSWORD, USER, MakeConfig
+
+NUMBER = "+4930123456"
+#: What the warning says when a render is tried once more.
+RETRY = "trying once more in a fresh process"
+
+
+def listing(path: Path, megabytes: float = 10) -> Path:
+    """A plain text listing of ``megabytes`` MB: several seconds of CPU to set as pages."""
+    line = "0042  MOVE CUSTOMER-RECORD TO PRINT-LINE.  * the quick brown fox, 0123456789\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(line * int(megabytes * 1_000_000 / len(line)))
+    return path
+
+
+def _drop(worker: Worker, *files: Path) -> None:
+    folder = worker.spool.layout.outgoing / NUMBER
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        shutil.copy(file, folder / file.name)
+
+
+def _render_children() -> set[int]:
+    return {child.pid for child in multiprocessing.active_children()
+            if child.name == "faxgw-render"}
+
+
+def test_a_render_over_the_time_limit_fails_415_and_its_process_is_killed(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "faxgw")
+    slow = listing(tmp_path / "inputs" / "listing.txt")
+    worker = build_worker(make_config(smtp_server, limits={"render_seconds": "1s"}),
+                          render_processes=1)
+    try:
+        assert worker.render_pool is not None
+        worker.render_pool.wait_ready()
+        [first] = worker.render_pool.pids()
+        _drop(worker, slow)
+        started = time.monotonic()
+        summary = asyncio.run(worker.run_once())
+        took = time.monotonic() - started
+        assert (summary.taken, summary.failed, summary.sent) == (1, 1, 0)
+        [job] = worker.store.list_jobs()
+        assert (job.state, job.code) == (JobState.FAILED, codes.RENDER_TIMEOUT)
+        assert job.error == ("listing.txt: rendering took longer than 1 s ([limits] "
+                             "render_seconds), twice; the document was not faxed")
+        kept = worker.spool.layout.failed / job.id / "docs" / "listing.txt"
+        assert kept.read_bytes() == slow.read_bytes()
+        # Stopped twice, each time after about a second (and a fresh process's start-up).
+        assert took < 15
+        retries = [r.getMessage() for r in caplog.records if RETRY in r.getMessage()]
+        assert len(retries) == 1 and f"in render process {first} " in retries[0]
+        # Both processes that took the job were killed; one fresh process is left, idle.
+        children = _render_children()
+        assert children == set(worker.render_pool.pids()) and len(children) == 1
+        assert first not in children
+
+        # The worker goes on: the next job renders in the fresh process and is sent.
+        _drop(worker, samples / "note.txt")
+        assert asyncio.run(worker.run_once()).sent == 1
+        assert _render_children() == children
+    finally:
+        worker.close()
+    assert not _render_children()
+
+
+def test_render_processes_start_only_when_a_job_needs_rendering(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
+) -> None:
+    worker = build_worker(make_config(smtp_server), render_processes=2)
+    try:
+        assert worker.render_pool is not None
+        assert asyncio.run(worker.run_once()).taken == 0
+        assert worker.render_pool.pids() == [] and not _render_children()
+        _drop(worker, samples / "letter.pdf")
+        assert asyncio.run(worker.run_once()).sent == 1
+        # One job: one process, not the two the pool may grow to.
+        assert len(worker.render_pool.pids()) == 1
+    finally:
+        worker.close()
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def _config_file(tmp_path: Path, server: FaxSMTPServer, **limits: object) -> Path:
+    folder = tmp_path / "etc"
+    folder.mkdir(exist_ok=True)
+    (folder / "pw").write_text(PASSWORD)
+    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in limits.items())
+    path = folder / "faxgw.toml"
+    path.write_text(
+        f'[spool]\ndir = "../spool"\nsettle_seconds = 0.2\n'
+        f'[smtp]\nhost = "{server.host}"\nport = {server.port}\nca_file = "{server.ca_file}"\n'
+        f'sender = "{USER}"\ntimeout_seconds = 10\n'
+        f'[auth]\nmethod = "password"\nusername = "{USER}"\npassword_file = "pw"\n'
+        f"[limits]\nmessages_per_minute = 0\n{lines}\n"
+    )
+    return path
+
+
+def _jobs(config: Path) -> dict[str, tuple[str, int | None, str | None]]:
+    """Each job's file name → (state, code, error), read from the job store."""
+    database = config.parent.parent / "spool" / "state" / "faxgw.db"
+    if not database.exists():
+        return {}
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT documents, state, code, error FROM jobs").fetchall()
+    return {json.loads(documents)[0]: (state, code, error)
+            for documents, state, code, error in rows}
+
+
+def _faxgw(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "faxgw", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_run_once_and_submit_render_in_a_process_they_can_stop(
+    tmp_path: Path, smtp_server: FaxSMTPServer
+) -> None:
+    # Rendered in the command's own process, a render could not be stopped: 415 shows it ran
+    # in a render process.
+    config = _config_file(tmp_path, smtp_server, render_seconds="1s")
+    submitted = _faxgw(config, "submit", "--to", NUMBER,
+                       str(listing(tmp_path / "in" / "submitted.txt")))
+    assert submitted.returncode == 1, submitted.stderr
+    assert "415" in submitted.stderr and "Traceback" not in submitted.stderr
+
+    drop = tmp_path / "spool" / "outgoing" / NUMBER
+    drop.mkdir(parents=True)
+    listing(drop / "dropped.txt")
+    ran = _faxgw(config, "run", "--once", "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["failed"] == 1
+    assert "Traceback" not in ran.stderr
+
+    jobs = _jobs(config)
+    for name in ("submitted.txt", "dropped.txt"):
+        state, code, error = jobs[name]
+        assert (state, code) == ("failed", codes.RENDER_TIMEOUT), error
+        assert error is not None and error.startswith(f"{name}: rendering took longer than 1 s")
+
+
+# The service under a CPU time limit: set, then faxgw started in its place (exec), so that
+# no other process is limited.
+_LIMITED = """
+import os, resource, sys
+seconds = int(sys.argv[1])
+# At the soft limit the kernel sends SIGXCPU, which ends the process (at the hard one, SIGKILL).
+resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 2))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file from the SIGXCPU
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+#: CPU seconds each process of the service may use. A render process uses about 0.6 s to
+#: start, the service about 1 s for all of this test; the listing needs several times this.
+CPU_SECONDS = 4
+
+
+@pytest.mark.slow
+def test_a_document_that_kills_its_render_process_fails_414_and_the_service_goes_on(
+    tmp_path: Path, smtp_server: FaxSMTPServer, samples: Path
+) -> None:
+    config = _config_file(tmp_path, smtp_server)
+    heavy = listing(tmp_path / "in" / "listing.txt", megabytes=24)
+    service = subprocess.Popen(
+        [sys.executable, "-c", _LIMITED, str(CPU_SECONDS), "-m", "faxgw", "--config",
+         str(config), "-v", "run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        drop = tmp_path / "spool" / "outgoing" / NUMBER
+        drop.mkdir(parents=True, exist_ok=True)
+        shutil.copy(heavy, drop / heavy.name)
+        deadline = time.monotonic() + 90
+        while _jobs(config).get("listing.txt", ("",))[0] != "failed":
+            assert service.poll() is None, "the service stopped"
+            assert time.monotonic() < deadline, "the job did not fail in time"
+            time.sleep(0.2)
+        assert service.poll() is None
+
+        # The next good job is sent by the same service.
+        shutil.copy(samples / "note.txt", drop / "note.txt")
+        smtp_server.wait_until(lambda: len(smtp_server.messages) == 1, timeout=30)
+        assert service.poll() is None
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, stderr = service.communicate(timeout=30)
+    assert service.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert stderr.count(RETRY) == 1, stderr
+    jobs = _jobs(config)
+    assert jobs["note.txt"][0] == "sent"
+    state, code, error = jobs["listing.txt"]
+    assert (state, code) == ("failed", codes.RENDER_CRASHED)
+    assert error == ("listing.txt: rendering stopped its render process twice (killed by "
+                     "SIGXCPU); the document was not faxed")
