@@ -39,6 +39,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 #: Third-party clients and the only parts that may use them.
 CLIENTS: dict[str, frozenset[str]] = {
     "aiosmtplib": frozenset({"transport", "testing"}),
+    "httpx": frozenset({"transport", "testing"}),
     "aiosmtpd": frozenset({"testing"}),
     "msal": frozenset({"auth", "testing"}),
     "sqlite3": frozenset({"store", "cli"}),  # cli: one line for an error reaching main

@@ -1,7 +1,8 @@
 """The web console end to end in a real browser: Debian's chromium driven by Playwright,
 against the console served by uvicorn on a real port, the local identity provider and the
 Exchange-like SMTP server. A person logs in, signs the gateway in with the device code, sends
-a fax by upload and sees it sent, and retries a failed one. Each page is kept as a screenshot
+a fax by upload and sees it sent, and retries a failed one; a user signs in with "Send as me"
+and faxes from their own mailbox without seeing the admin's job. Each page is kept as a screenshot
 (under the test's folder, and copied to /tmp/faxgw-web-screenshots/)."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from faxgw.testing.smtp_server import FaxSMTPServer
 from faxgw.web import credentials
 from faxgw.web.server import bind, serve
 
-from .test_oauth_delivery import ACCOUNT, CLIENT_ID, SCOPE
+from .test_oauth_delivery import ACCOUNT, CLIENT_ID, OTHER, SCOPE
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -85,7 +86,8 @@ def config(tmp_path: Path, idp: LocalIdentityProvider, smtp: FaxSMTPServer) -> C
                  "scopes": [SCOPE], "client_id": CLIENT_ID, "account": ACCOUNT,
                  "ca_file": str(idp.ca_file), "token_cache": "state/tokens.json",
                  "http_timeout_seconds": 5},
-        "web": {"listen": "127.0.0.1:8025", "admin_password_file": "state/web-password"},
+        "web": {"listen": "127.0.0.1:8025", "admin_password_file": "state/web-password",
+                "user_domains": ["contoso.com"]},
     }, base=tmp_path)
     credentials.set_password(built.web.admin_password_file, ADMIN)
     return built
@@ -241,6 +243,127 @@ def test_an_admin_signs_in_sends_and_retries_in_the_browser(
         expect(page.get_by_role("heading", name="Log in")).to_be_visible()
         context.close()
 
+    _keep(shots)
+
+
+def _keep(shots: Path) -> None:
     SHOTS.mkdir(exist_ok=True)
     for picture in shots.iterdir():
         shutil.copy(picture, SHOTS / picture.name)
+
+
+def test_a_user_sends_as_themselves_in_the_browser(
+        config: Config, idp: LocalIdentityProvider, smtp: FaxSMTPServer, browser: object,
+        samples: Path, tmp_path: Path) -> None:
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    expect = sync_api.expect
+
+    with Console(config) as console:
+        # The admin signs the gateway in and sends a fax first.
+        admin = browser.new_context(viewport={"width": 1200, "height": 860})  # type: ignore[attr-defined]
+        page = admin.new_page()
+        page.goto(console.url + "/login")
+        page.get_by_label("Password").fill(ADMIN)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("button", name="Sign in").click()
+        idp.approve(page.locator(".usercode").inner_text().strip(), ACCOUNT)
+        expect(page.get_by_text("Signed in", exact=True)).to_be_visible(timeout=20_000)
+        page.get_by_role("link", name="Send a fax", exact=True).click()
+        page.get_by_label("Fax number").fill(NUMBER)
+        page.get_by_label("Documents").set_input_files([str(samples / "note.txt")])
+        page.get_by_label("Subject").fill("From the gateway")
+        page.get_by_role("button", name="Send").click()
+        admins_job = page.url.rsplit("/", 1)[1]
+        assert run_worker(config).sent == 1
+
+        # A user: "Send as me" on the log-in page, their own account at the IdP.
+        context = browser.new_context(viewport={"width": 1200, "height": 860})  # type: ignore[attr-defined]
+        page = context.new_page()
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+        page.goto(console.url + "/jobs")
+        expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+        shot("2x-01-log-in-send-as-me")
+        page.get_by_role("link", name="Send as me", exact=True).click()
+        expect(page.get_by_role("heading", name="Send as me")).to_be_visible()
+        expect(page.locator("main")).to_contain_text("contoso.com")
+        shot("2x-02-send-as-me")
+        page.get_by_role("button", name="Sign in").click()
+        code = page.locator(".usercode")
+        expect(code).to_be_visible()
+        expect(page.get_by_role("button", name="Copy")).to_be_visible()
+        shot("2x-03-send-as-me-code")
+        user_code = code.inner_text().strip()
+        idp.approve(user_code, OTHER)
+        expect(page.get_by_role("heading", name="Send a fax")).to_be_visible(timeout=20_000)
+        expect(page.get_by_role("status")).to_contain_text(f"Signed in as {OTHER}")
+        expect(page.locator("header")).to_contain_text(OTHER)
+        for link in ("Job status", "Send a fax", "Codes", "Log out"):
+            expect(page.get_by_role("link", name=link, exact=True)).to_be_visible()
+        expect(page.get_by_role("link", name="Email server", exact=True)).to_have_count(0)
+        assert user_code not in page.content()
+        shot("2x-04-user-send-a-fax")
+
+        page.get_by_label("Fax number").fill(NUMBER)
+        page.get_by_label("Documents").set_input_files([str(samples / "letter.pdf")])
+        page.get_by_label("Subject").fill("From reception")
+        page.get_by_role("button", name="Send").click()
+        expect(page.get_by_role("heading", name=re.compile("^Job "))).to_contain_text("queued")
+        users_job = page.url.rsplit("/", 1)[1]
+        assert run_worker(config).sent == 1
+
+        received = [m for m in smtp.messages if m.message["Subject"] == "From reception"]
+        assert len(received) == 1
+        assert (received[0].mail_from, received[0].auth_mechanism, received[0].auth_user) == (
+            OTHER, "XOAUTH2", OTHER)
+        assert received[0].message["From"] == OTHER
+        gateway = [m for m in smtp.messages if m.message["Subject"] == "From the gateway"]
+        assert gateway[0].mail_from == ACCOUNT
+
+        page.get_by_role("link", name="Job status", exact=True).click()
+        expect(page.get_by_role("row", name=re.compile(users_job))).to_contain_text("sent")
+        expect(page.get_by_role("row", name=re.compile(admins_job))).to_have_count(0)
+        shot("2x-05-user-job-status")
+        page.goto(console.url + f"/jobs/{admins_job}")
+        expect(page.locator("main")).to_contain_text("no job")
+        page.goto(console.url + "/server")
+        expect(page.get_by_role("heading", name="Administrators only")).to_be_visible()
+        shot("2x-06-user-refused-email-server")
+
+        phone = browser.new_context(viewport={"width": 390, "height": 844},  # type: ignore[attr-defined]
+                                    storage_state=context.storage_state())
+        page = phone.new_page()
+        page.goto(console.url + "/jobs")
+        shot("2x-07-user-job-status-phone")
+        phone.close()
+
+        page = context.new_page()
+        page.goto(console.url + "/send")
+        page.get_by_role("link", name="Log out", exact=True).click()
+        expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+        # A person outside [web] user_domains signs in and is refused, with the reason.
+        page.get_by_role("link", name="Send as me", exact=True).click()
+        page.get_by_role("button", name="Sign in").click()
+        idp.approve(page.locator(".usercode").inner_text().strip(), "guest@fabrikam.com")
+        expect(page.get_by_role("alert")).to_contain_text("fabrikam.com is not one of the "
+                                                          "domains", timeout=20_000)
+        shot("2x-08-send-as-me-refused")
+        context.close()
+
+        # The admin's session was not touched: still logged in, seeing both jobs.
+        page = admin.new_page()
+        page.goto(console.url + "/jobs")
+        expect(page.get_by_role("row", name=re.compile(users_job))).to_be_visible()
+        expect(page.get_by_role("row", name=re.compile(admins_job))).to_be_visible()
+        # The user's mailbox has its own block on Email server, with its own Sign out.
+        page.goto(console.url + "/server")
+        expect(page.get_by_role("button", name=f"Sign out {OTHER}")).to_be_visible()
+        page.screenshot(path=str(shots / "2x-09-admin-email-server-with-user.png"),
+                        full_page=True)
+        admin.close()
+
+    _keep(shots)

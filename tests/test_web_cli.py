@@ -126,6 +126,9 @@ def test_the_console_runs_beside_the_worker_in_one_loop(make_config: MakeConfig,
             while True:
                 state = call("GET", f"/api/jobs/{created['id']}")[1]["state"]
                 if state == "sent" or time.monotonic() > deadline:
+                    with urllib.request.urlopen(base + "/readyz", timeout=5) as answer:
+                        ready = json.load(answer)
+                    assert ready["ready"] and ready["worker"] == "ok", ready
                     return str(state)
                 time.sleep(0.2)
         finally:
@@ -135,7 +138,8 @@ def test_the_console_runs_beside_the_worker_in_one_loop(make_config: MakeConfig,
         stop = asyncio.Event()
         worker = build_worker(config)
         try:
-            running = [Service(worker).run(stop), console(stop)]
+            service = Service(worker)
+            running = [service.run(stop), console(stop, lambda: service.last_round_at)]
             outcome, *_ = await asyncio.gather(asyncio.to_thread(client, stop), *running)
         finally:
             worker.close()

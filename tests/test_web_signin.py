@@ -46,7 +46,7 @@ def client(config: Config) -> Iterator[TestClient]:
     app = create_app(config)
     with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
-    app.state.web.flows.close()
+    app.state.web.close()
 
 
 def _code(html: str) -> str:

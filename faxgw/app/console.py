@@ -16,8 +16,8 @@ from ..render.attachment import attachment_paths
 from .queries import list_jobs
 from .wiring import open_documents, store_open
 
-__all__ = ["JobFigures", "JobsPage", "attachment", "job_figures", "jobs_page", "queue_counts",
-           "store_ready"]
+__all__ = ["JobFigures", "JobsPage", "attachment", "find_job", "job_figures", "jobs_page",
+           "queue_counts", "store_ready"]
 
 
 def queue_counts(config: Config) -> dict[JobState, int]:
@@ -45,11 +45,17 @@ class JobsPage:
 
 
 def jobs_page(config: Config, states: Iterable[JobState] | None, page: int,
-              size: int) -> JobsPage:
-    """Page ``page`` (from 1) of ``size`` jobs, optionally only jobs in ``states``."""
+              size: int, *, sender: str | None = None) -> JobsPage:
+    """Page ``page`` (from 1) of ``size`` jobs, optionally only jobs in ``states``, and only
+    jobs sent as ``sender`` when given (a "Send as me" user's own)."""
     page = max(1, page)
     wanted = list(states) if states is not None else None
-    rows = list_jobs(config, wanted or None, page * size + 1)
+    if sender is None:
+        rows = list_jobs(config, wanted or None, page * size + 1)
+    else:
+        mine = sender.strip().lower()
+        rows = [job for job in list_jobs(config, wanted or None)
+                if job.sender.strip().lower() == mine]
     start = (page - 1) * size
     return JobsPage(rows[start:start + size], page, len(rows) > start + size)
 
@@ -77,6 +83,12 @@ def job_figures(config: Config, now: datetime | None = None) -> JobFigures:
     oldest = min((job.created for job in waiting), default=None)
     age = max(0.0, (moment - oldest).total_seconds()) if oldest else 0.0
     return JobFigures(by_state, by_code, age)
+
+
+def find_job(config: Config, job_id: str) -> Job:
+    """A job by id or a unique prefix (JobNotFoundError when there is none)."""
+    with store_open(config) as store:
+        return store.get(job_id)
 
 
 def attachment(config: Config, job_id: str) -> tuple[Job, Path | None]:

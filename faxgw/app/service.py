@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from ..config import Config
 from ..engine.outcomes import RunSummary
@@ -16,7 +17,7 @@ from .wiring import build_worker
 
 log = logging.getLogger("faxgw.worker")
 
-__all__ = ["RunSummary", "run_once", "serve"]
+__all__ = ["Beside", "LastRound", "RunSummary", "run_once", "serve"]
 
 
 def run_once(config: Config) -> RunSummary:
@@ -31,8 +32,11 @@ def run_once(config: Config) -> RunSummary:
         worker.close()
 
 
-#: Something a face runs in the service's loop until the stop event is set (the web console).
-Beside = Callable[[asyncio.Event], Awaitable[None]]
+#: When the worker last finished a round (None before the first): what ``/readyz`` reads.
+LastRound = Callable[[], datetime | None]
+#: Something a face runs in the service's loop until the stop event is set (the web console);
+#: it is given the stop event and :data:`LastRound`.
+Beside = Callable[[asyncio.Event, LastRound], Awaitable[None]]
 
 
 def serve(config: Config, *, beside: Beside | None = None) -> None:
@@ -58,7 +62,7 @@ async def _serve(config: Config, service: Service, beside: Beside | None = None)
                 config.spool.dir, config.smtp.host, config.smtp.port)
     runs: list[Awaitable[None]] = [service.run(stop)]
     if beside is not None:
-        runs.append(beside(stop))
+        runs.append(beside(stop, lambda: service.last_round_at))
     try:
         await asyncio.gather(*runs)
     finally:

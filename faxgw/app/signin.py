@@ -13,7 +13,7 @@ from ..domain.signin import AccountStatus
 from .wiring import make_credentials, make_transport
 
 __all__ = ["DeviceFlow", "PollEvent", "SignIn", "SignInCancelled", "probe", "sign_in_summary",
-           "sign_out", "start_sign_in", "statuses"]
+           "sign_out", "start_sign_in", "start_user_sign_in", "statuses", "user_refusal"]
 
 
 def _oauth2(config: Config, command: str) -> OAuth2Provider:
@@ -28,7 +28,9 @@ class SignIn:
 
     Use as a context manager, so that the connections to the identity provider close."""
 
-    def __init__(self, config: Config, account: str | None) -> None:
+    def __init__(self, config: Config, account: str | None,
+                 accept: Callable[[str], str | None] | None = None) -> None:
+        self._accept = accept
         self._provider = _oauth2(config, "login")
         try:
             self.flow: DeviceFlow = self._provider.start_device_flow(account)
@@ -39,7 +41,8 @@ class SignIn:
     def finish(self, on_poll: Callable[[PollEvent], None] | None = None) -> str:
         """Wait until the person has signed in; the account signed in. Raises
         :class:`SignInCancelled` on Ctrl-C, an ``AuthError`` when the sign-in fails."""
-        return self._provider.finish_device_flow(self.flow, on_poll=on_poll)
+        return self._provider.finish_device_flow(self.flow, on_poll=on_poll,
+                                                 accept=self._accept)
 
     def close(self) -> None:
         """Close the connections to the identity provider."""
@@ -56,6 +59,36 @@ def start_sign_in(config: Config, account: str | None = None) -> SignIn:
     """Ask the identity provider for a device code to sign in as ``account`` (or
     ``[auth] account``)."""
     return SignIn(config, account or config.auth.account or None)
+
+
+def start_user_sign_in(config: Config,
+                       accept: Callable[[str], str | None] | None = None) -> SignIn:
+    """A device code sign-in for a person's own mailbox ("Send as me"): no account is
+    expected; who signed in is the account the identity provider reports, refused (its new
+    tokens not kept) when ``accept`` (by default :func:`user_refusal`) says why."""
+    return SignIn(config, None, accept or (lambda username: user_refusal(config, username)))
+
+
+def user_refusal(config: Config, username: str) -> str | None:
+    """Why ``username`` may not use "Send as me" (``[web] user_domains``), or None."""
+    domains = config.web.user_domains
+    address = username.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not (local and at and domain):
+        return (f"The sign-in service did not name a mail address ({username!r}); "
+                "'Send as me' needs one.")
+    gateway = (config.auth.account or config.smtp.sender).strip().lower()
+    if address == gateway:
+        return (f"{username} is the gateway's own account: the administrator signs it in "
+                "from Email server.")
+    if not domains:
+        return (f"Signed in as {username}, but 'Send as me' is off on this gateway "
+                "([web] user_domains is empty): ask the administrator.")
+    if domain not in domains:
+        return (f"Signed in as {username}, but {domain} is not one of the domains allowed "
+                f"to send as themselves ([web] user_domains: {', '.join(domains)}): ask the "
+                "administrator.")
+    return None
 
 
 def statuses(config: Config) -> list[AccountStatus]:

@@ -19,7 +19,13 @@ from ..domain.jobs import Job, JobState
 from ..engine.renderpool import RenderPool
 from ..engine.runners import RunnerLock, runner_id
 from ..fax.policy import parse_and_check
-from ..intake.register import check_submission, record_rendered, refuse, register
+from ..intake.register import (
+    check_submission,
+    record_rendered,
+    record_signed_in,
+    refuse,
+    register,
+)
 from ..ports import DocumentStore, JobStore
 from .wiring import open_documents, open_spool, store_open
 
@@ -27,21 +33,26 @@ __all__ = ["prepare", "submit"]
 
 
 def submit(config: Config, number: str, files: Sequence[Path], *, subject: str = "",
-           note: str = "", sender: str = "", cover: bool | None = None) -> Job:
+           note: str = "", sender: str = "", cover: bool | None = None,
+           sender_signed_in: bool = False) -> Job:
     """Copy ``files`` into the spool as one job to ``number``; register, render, pre-flight.
 
     Raises :class:`~faxgw.domain.errors.NumberError` (nothing is made) for a number that is
     invalid or refused by ``[numbers]``, :class:`~faxgw.domain.errors.InputError` (nothing is
     made) for texts or file names with control characters (407) or a sender that is not
-    allowed (408). Returns the job: ``queued``, or ``failed`` with its
-    code when a document or a limit stops it.
+    allowed (408; with ``sender_signed_in`` the person signed in as ``sender``, which
+    ``allowed_senders`` then need not list: the job carries that proof). Returns the job:
+    ``queued``, or ``failed`` with its code when a document or a limit stops it.
     """
     parse_and_check(number, config.numbers, config.service.region)
-    check_submission(config, subject=subject, note=note, sender=sender, files=files)
+    check_submission(config, subject=subject, note=note, sender=sender, files=files,
+                     signed_in=sender_signed_in)
     spool = open_spool(config)
     spool.ensure()
     intake = spool.submit(number, list(files), subject=subject, note=note, sender=sender,
                           cover=cover)
+    if sender_signed_in and sender:
+        record_signed_in(spool, intake)
     # This command is a runner while it prepares the job: the job is marked as being prepared
     # by it, so a running service does not send it before it is rendered, and the lock says
     # it is alive (a service takes the mark back only once this process has ended).

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from ..auth import make_provider
 from ..config import Config
+from ..domain.errors import ConfigError
 from ..domain.jobs import utcnow
 from ..engine.pacing import MailboxPacer
 from ..engine.worker import Worker
@@ -21,6 +22,7 @@ from ..intake.layout import SpoolLayout
 from ..intake.spool import Spool
 from ..ports import CredentialProvider, JobStore, Transport
 from ..store import SQLiteJobStore
+from ..transport.graph import GraphTransport
 from ..transport.smtp import SmtpTransport
 
 __all__ = ["build_worker", "make_credentials", "make_transport", "open_documents",
@@ -57,7 +59,12 @@ def make_credentials(config: Config) -> CredentialProvider:
 
 
 def make_transport(config: Config, credentials: CredentialProvider) -> Transport:
-    """The transport that sends the fax emails (SMTP)."""
+    """The transport ``[transport] kind`` names: SMTP, or Microsoft Graph ``sendMail``."""
+    if config.transport.kind == "graph":
+        if config.auth.method != "oauth2":
+            raise ConfigError('[transport] kind = "graph" needs [auth] method = "oauth2" '
+                              "(Graph takes OAuth2 tokens only)")
+        return GraphTransport(config.graph, credentials)
     return SmtpTransport(config.smtp, credentials)
 
 

@@ -61,7 +61,8 @@ class DeviceCodeSignIn:
         return DeviceFlow.from_msal(flow, account)
 
     def finish_device_flow(
-        self, flow: DeviceFlow, *, on_poll: Callable[[PollEvent], None] | None = None
+        self, flow: DeviceFlow, *, on_poll: Callable[[PollEvent], None] | None = None,
+        accept: Callable[[str], str | None] | None = None,
     ) -> str:
         """Wait for the person to finish signing in; store the tokens; return the username.
 
@@ -69,6 +70,10 @@ class DeviceCodeSignIn:
         ``bad_verification_code``, :class:`~faxgw.auth.device_flow.SignInCancelled` on
         Ctrl-C, and :class:`OAuth2Error` (370) when the person signed in as another account
         than ``flow.account_hint`` (that account's new tokens are then not kept).
+
+        ``accept`` says why the account signed in may not be used (or None when it may): a
+        refused account's new tokens are not kept either, and :class:`OAuth2Error` (370)
+        carries that reason.
         """
         # A sign-in replaces an unreadable cache (kept aside as <name>.unreadable).
         with self._lock, self._store.locked(replace_unreadable=True) as store:
@@ -90,6 +95,11 @@ class DeviceCodeSignIn:
                     f"was not kept. Run 'faxgw auth login --account {hint}' again and sign in "
                     f"as {hint} (a private browser window avoids a remembered account).",
                     code=codes.SIGN_IN_AGAIN, account=hint)
+            refusal = accept(username) if accept is not None else None
+            if refusal is not None:
+                if username.lower() not in before:
+                    forget_account(store, username)
+                raise OAuth2Error(refusal, code=codes.SIGN_IN_AGAIN, account=username)
             record = store.account_state(username)
             record["last_refresh"] = utc_iso(datetime.now(UTC))
             record.pop("last_error", None)

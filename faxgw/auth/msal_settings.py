@@ -23,6 +23,14 @@ SMTP_SEND_APP_ONLY = ("https://outlook.office365.com/.default",)
 RESERVED_SCOPES = frozenset({"offline_access", "openid", "profile"})
 
 
+def graph_scopes(resource: str, *, app_only: bool) -> tuple[str, ...]:
+    """Microsoft Graph scopes for sending (``resource`` is the cloud's Graph root, such as
+    ``https://graph.microsoft.com``): delegated ``Mail.Send``, app-only ``.default`` (with the
+    ``Mail.Send`` application permission). A request separate from the SMTP one: one token
+    cannot span two resources."""
+    return (f"{resource}/.default",) if app_only else (f"{resource}/Mail.Send",)
+
+
 @dataclass(frozen=True)
 class OAuth2Settings:
     """What msal needs, resolved from ``[auth]`` and the provider preset."""

@@ -66,7 +66,7 @@ from .msal_settings import RESERVED_SCOPES as RESERVED_SCOPES
 from .msal_settings import SMTP_SEND_APP_ONLY as SMTP_SEND_APP_ONLY
 from .msal_settings import SMTP_SEND_DELEGATED as SMTP_SEND_DELEGATED
 from .msal_settings import OAuth2Settings as OAuth2Settings
-from .msal_settings import settings_from_config
+from .msal_settings import graph_scopes, settings_from_config
 from .token_cache import TokenStore, forget_account, read_statuses, usernames
 
 log = logging.getLogger("faxgw.auth")
@@ -128,30 +128,41 @@ class OAuth2Provider(DeviceCodeSignIn):
                           force_refresh: bool = False) -> Credentials:
         """A bearer token for ``account``; ``force_refresh`` after a ``535 5.7.3``.
 
-        ``[auth] scopes`` name the one resource this provider signs in for (SMTP); a token for
-        another resource is a separate request with its own scopes, which needs settings of
-        its own (a :class:`ConfigError` until then).
+        ``[auth] scopes`` name the resource this provider signs in for (SMTP); a Graph token
+        is a separate request with the ``[graph] cloud``'s scopes (:meth:`scopes_for`), from
+        the same sign-in. Other resources (IMAP) are a :class:`ConfigError` until they have
+        settings of their own.
 
         Raises :class:`OAuth2Error` (an ``AuthError``: 361, 370, 373, 374, 376) when a person
         must act, :class:`ConnectError` (360) when the identity provider cannot be reached.
         """
-        if resource is not Resource.SMTP:
+        if resource not in (Resource.SMTP, Resource.GRAPH):
             raise ConfigError(f"[auth]: no scopes are configured for {resource.value} tokens")
-        return await asyncio.to_thread(self.acquire, account, force_refresh=force_refresh)
+        return await asyncio.to_thread(self.acquire, account, force_refresh=force_refresh,
+                                       resource=resource)
 
-    def acquire(self, account: str, *, force_refresh: bool = False) -> Credentials:
+    def scopes_for(self, resource: Resource = Resource.SMTP) -> tuple[str, ...]:
+        """The scopes of a token for ``resource``: ``[auth] scopes`` (or the preset's) for SMTP;
+        the ``[graph] cloud``'s Graph scopes for Graph."""
+        if resource is Resource.GRAPH:
+            return graph_scopes(self._config.graph.resource, app_only=self.settings.app_only)
+        return self.settings.scopes
+
+    def acquire(self, account: str, *, force_refresh: bool = False,
+                resource: Resource = Resource.SMTP) -> Credentials:
         """The blocking form of :meth:`credentials`."""
+        scopes = self.scopes_for(resource)
         with self._lock, self._boundary(), self._store.locked() as store:
             app = self._application()
             if self.settings.app_only:
-                token = self._app_only_token(app, account, force_refresh)
+                token = self._app_only_token(app, account, force_refresh, scopes)
             else:
-                token = self._delegated_token(app, store, account, force_refresh)
+                token = self._delegated_token(app, store, account, force_refresh, scopes)
         return Credentials("bearer", account, token)
 
     def _delegated_token(self, app: msal.ClientApplication, store: TokenStore, account: str,
-                         force_refresh: bool) -> str:
-        scopes = list(self.settings.scopes)
+                         force_refresh: bool, scopes_wanted: tuple[str, ...] = ()) -> str:
+        scopes = list(scopes_wanted or self.settings.scopes)
         # get_accounts(username=…) compares case-insensitively; several accounts may be cached.
         matches = app.get_accounts(username=account)
         if not matches:
@@ -181,13 +192,13 @@ class OAuth2Provider(DeviceCodeSignIn):
         return str(result["access_token"])
 
     def _app_only_token(self, app: msal.ClientApplication, account: str,
-                        force_refresh: bool) -> str:
+                        force_refresh: bool, scopes: tuple[str, ...] = ()) -> str:
         assert isinstance(app, msal.ConfidentialClientApplication)
         if force_refresh:
             # acquire_token_for_client refuses force_refresh; dropping the cached token is
             # msal's documented way to get a new one.
             app.remove_tokens_for_client()
-        result = app.acquire_token_for_client(list(self.settings.scopes))
+        result = app.acquire_token_for_client(list(scopes or self.settings.scopes))
         if not result or "error" in result:
             error = auth_error(result or {}, account=account, action="getting an app-only token")
             log.warning("app-only token failed: code %s", error.code)

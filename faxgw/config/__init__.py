@@ -22,9 +22,11 @@ from ..domain.errors import ConfigError
 from .sections import (
     CLIENT_CERTIFICATE_PASSWORD_ENV,
     CLIENT_SECRET_ENV,
+    GRAPH_CLOUDS,
     PASSWORD_ENV,
     AuthConfig,
     Config,
+    GraphConfig,
     IntakeConfig,
     LimitsConfig,
     NumbersConfig,
@@ -32,16 +34,17 @@ from .sections import (
     ServiceConfig,
     SmtpConfig,
     SpoolConfig,
+    TransportConfig,
     WebConfig,
 )
 from .values import is_loopback, parse_duration, split_listen
 
 __all__ = [
     "CLIENT_CERTIFICATE_PASSWORD_ENV", "CLIENT_SECRET_ENV", "CONFIG_ENV", "DEFAULT_CONFIG",
-    "PASSWORD_ENV", "AuthConfig", "Config", "IntakeConfig", "LimitsConfig", "NumbersConfig",
-    "RetryConfig", "ServiceConfig", "SmtpConfig", "SpoolConfig", "WebConfig",
-    "config_from_dict", "find_config_path", "is_loopback", "load_config", "parse_duration",
-    "split_listen",
+    "GRAPH_CLOUDS", "PASSWORD_ENV", "AuthConfig", "Config", "GraphConfig", "IntakeConfig",
+    "LimitsConfig", "NumbersConfig", "RetryConfig", "ServiceConfig", "SmtpConfig",
+    "SpoolConfig", "TransportConfig", "WebConfig", "config_from_dict", "find_config_path",
+    "is_loopback", "load_config", "parse_duration", "split_listen",
 ]
 
 DEFAULT_CONFIG = Path("config/faxgw.toml")
@@ -125,6 +128,8 @@ def config_from_dict(raw: dict[str, Any], *, base: Path, source: Path | None = N
             "source": source,
             "spool": config.spool.model_copy(update={"dir": _resolve(base, config.spool.dir)}),
             "smtp": config.smtp.model_copy(update={"ca_file": _resolve(base, config.smtp.ca_file)}),
+            "graph": config.graph.model_copy(update={"ca_file": _resolve(base,
+                                                                         config.graph.ca_file)}),
             "service": config.service.model_copy(
                 update={"cover_template": _resolve(base, config.service.cover_template)}
             ),

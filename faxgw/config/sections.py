@@ -142,6 +142,63 @@ class SmtpConfig(_Section):
         return value
 
 
+#: The national clouds: each one's Microsoft Graph root (also the resource its token scopes
+#: name) and the sign-in host that fits it ([auth] authority = "<host>/<tenant>").
+GRAPH_CLOUDS: dict[str, tuple[str, str]] = {
+    "global": ("https://graph.microsoft.com", "https://login.microsoftonline.com"),
+    "usgov": ("https://graph.microsoft.us", "https://login.microsoftonline.us"),
+    "usgovdod": ("https://dod-graph.microsoft.us", "https://login.microsoftonline.us"),
+    "china": ("https://microsoftgraph.chinacloudapi.cn", "https://login.chinacloudapi.cn"),
+}
+
+
+#: Graph's limit of concurrent requests per mailbox (each session sends one at a time).
+GRAPH_MAX_CONCURRENCY = 4
+
+
+class TransportConfig(_Section):
+    """``[transport]``: how fax emails leave the gateway."""
+
+    kind: Literal["smtp", "graph"] = "smtp"
+
+
+class GraphConfig(_Section):
+    """``[graph]``: Microsoft Graph ``sendMail`` (``[transport] kind = "graph"``)."""
+
+    cloud: Literal["global", "usgov", "usgovdod", "china"] = "global"
+    #: Overrides the cloud's Graph root (tests, proxies); "" = the cloud's.
+    endpoint: str = ""
+    ca_file: Path | None = None
+    save_to_sent_items: bool = False
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_https(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError("must start with https:// (tokens never cross a plain connection)")
+        return value.rstrip("/")
+
+    @property
+    def resource(self) -> str:
+        """The cloud's Graph root: what token scopes name (never the ``endpoint`` override)."""
+        return GRAPH_CLOUDS[self.cloud][0]
+
+    @property
+    def root(self) -> str:
+        """Where requests go: ``endpoint`` when set, else the cloud's Graph root."""
+        return self.endpoint or self.resource
+
+    @property
+    def authority_host(self) -> str:
+        """The sign-in host that fits the cloud (for ``[auth] authority``)."""
+        return GRAPH_CLOUDS[self.cloud][1]
+
+
 class AuthConfig(_Section):
     """``[auth]``: how faxgw signs in to the mail server."""
 
@@ -276,6 +333,8 @@ class Config(_Section):
     limits: LimitsConfig = LimitsConfig()
     intake: IntakeConfig = IntakeConfig()
     web: WebConfig = WebConfig()
+    transport: TransportConfig = TransportConfig()
+    graph: GraphConfig = GraphConfig()
     #: The file this configuration was read from (None when built in code).
     source: Path | None = Field(default=None, exclude=True)
 
@@ -286,6 +345,15 @@ class Config(_Section):
                 '[smtp] security: "none" would send credentials in clear text; use '
                 '"starttls" or "tls", or [auth] method = "none"'
             )
+        return self
+
+    @model_validator(mode="after")
+    def _graph_concurrency(self) -> Config:
+        if self.transport.kind == "graph" and self.limits.connections > GRAPH_MAX_CONCURRENCY:
+            raise ValueError(
+                f"[limits] connections: Graph allows {GRAPH_MAX_CONCURRENCY} concurrent requests "
+                f"per mailbox; {self.limits.connections} would be refused "
+                f'([transport] kind = "graph")')
         return self
 
     @property

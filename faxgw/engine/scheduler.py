@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -43,6 +43,8 @@ class Service:
         self.sweep_seconds = sweep_seconds
         self._wake = asyncio.Event()
         self.rounds = 0
+        #: When the last round finished without crashing (UTC); None before the first.
+        self.last_round_at: datetime | None = None
         self.keepalives = 0
         #: The last crashed round's failure and when it was logged.
         self._last_failure: tuple[str, float] | None = None
@@ -145,6 +147,7 @@ class Service:
             self._round_failed(exc)
             return
         self._last_failure = None
+        self.last_round_at = datetime.now(UTC)
         if summary.taken or summary.sent or summary.failed or summary.deferred:
             log.info("round: %d taken, %d sent, %d deferred, %d failed, %d waiting for their "
                      "account", summary.taken, summary.sent, summary.deferred, summary.failed,

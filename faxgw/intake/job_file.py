@@ -26,6 +26,10 @@ class Intake:
     source: str = ""
     #: Cover page for this job: True / False, or None for the service's default.
     cover: bool | None = None
+    #: The sender proved this address by signing in as it (the console's "Send as me"):
+    #: ``[intake] allowed_senders`` does not apply. Only the gateway sets it; a manifest
+    #: cannot (its keys are fixed), and this file lives in the gateway's private folder.
+    sender_signed_in: bool = False
     #: Where the documents were taken from (so that recovery can finish a claim).
     source_paths: list[str] = field(default_factory=list)
     #: Why the job is refused at intake (code, message), or None when it may go on.

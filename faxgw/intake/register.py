@@ -19,10 +19,12 @@ from ..domain.jobs import Job, JobState
 from ..fax.message import message_id_for
 from ..fax.policy import mask, mask_numbers, parse_and_check
 from ..fax.profiles import rules_for
+from ..fsutil import write_atomic
 from ..ports import DocumentStore, JobStore
 from ..render import Rendered
 from .checks import control_refusal, sender_refusal, shown
 from .job_file import Intake
+from .layout import JOB_FILE
 
 log = logging.getLogger("faxgw.intake")
 
@@ -34,21 +36,27 @@ def default_sender(config: Config) -> str:
     return config.smtp.sender
 
 
-def sender_allowed(config: Config, sender: str) -> str | None:
-    """Why a job may not name ``sender`` (``[intake] allowed_senders``), or None."""
+def sender_allowed(config: Config, sender: str, *, signed_in: bool = False) -> str | None:
+    """Why a job may not name ``sender`` (``[intake] allowed_senders``), or None.
+
+    ``signed_in``: the person proved ``sender`` by signing in as it (the console's "Send as
+    me"), so it needs no entry in ``allowed_senders``."""
+    if signed_in and sender.strip():
+        return None
     return sender_refusal(sender, allowed=config.intake.allowed_senders,
                           default=default_sender(config))
 
 
 def check_submission(config: Config, *, subject: str, note: str, sender: str,
-                     files: Sequence[Path]) -> None:
+                     files: Sequence[Path], signed_in: bool = False) -> None:
     """Refuse a submission before anything is made: InputError with code 407 for control
-    characters in its texts or file names, 408 for a sender that is not allowed."""
+    characters in its texts or file names, 408 for a sender that is not allowed (unless
+    ``signed_in``: the person signed in as ``sender``)."""
     reason = control_refusal([("subject", subject), ("note", note), ("sender", sender)],
                              [path.name for path in files])
     if reason:
         raise InputError(reason, code=codes.CONTROL_CHARACTERS)
-    reason = sender_allowed(config, sender)
+    reason = sender_allowed(config, sender, signed_in=signed_in)
     if reason:
         raise InputError(reason, code=codes.SENDER_NOT_ALLOWED)
 
@@ -60,10 +68,17 @@ def _intake_refusal(intake: Intake, config: Config) -> tuple[int, str] | None:
                              intake.documents)
     if reason:
         return codes.CONTROL_CHARACTERS, reason
-    reason = sender_allowed(config, intake.sender)
+    reason = sender_allowed(config, intake.sender, signed_in=intake.sender_signed_in)
     if reason:
         return codes.SENDER_NOT_ALLOWED, reason
     return None
+
+
+def record_signed_in(documents: DocumentStore, intake: Intake) -> None:
+    """Note in the job folder's ``job.json`` that the sender signed in as ``intake.sender``
+    (before the job is registered, so that a recovery registers it the same way)."""
+    intake.sender_signed_in = True
+    write_atomic(documents.job_dir(intake.id) / JOB_FILE, intake.to_file())
 
 
 def register(intake: Intake, *, config: Config, store: JobStore, documents: DocumentStore,

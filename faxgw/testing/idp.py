@@ -283,6 +283,15 @@ class LocalIdentityProvider(EntraEndpoints):
                 return False
             return issued.account is None or issued.account.lower() == user.lower()
 
+    def token_record(self, token: str) -> IssuedToken | None:
+        """What this IdP knows of an access token it issued and that has not expired (for
+        whom, which scopes), or None (the local Graph server checks bearer tokens with this)."""
+        with self._lock:
+            issued = self._tokens.get(token)
+            if issued is None or issued.expires_at <= self.now():
+                return None
+            return issued
+
     def issued_tokens(self) -> list[str]:
         """Every access token issued so far (for 'never printed' assertions in tests)."""
         with self._lock:

@@ -1,5 +1,6 @@
 """The JSON API for programs (bearer tokens from ``faxgw web token``) and the operations
-endpoints: ``/healthz``, ``/readyz``, ``/metrics`` (Prometheus text format).
+endpoints: ``/healthz``, ``/readyz`` (the store, and the worker when one runs in this
+process), ``/metrics`` (Prometheus text format).
 
 Jobs look as ``faxgw jobs --json`` and ``faxgw show --json`` print them; errors are
 ``{"error": "...", "code": N | null}``.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..app import console, control, queries
+from ..app import console, control, queries, signin
 from ..config import Config
 from ..domain.errors import ConfigError, FaxgwError, JobNotFoundError
 from ..domain.jobs import JobState
@@ -111,9 +113,33 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+#: A worker in this process whose last round finished longer ago than this is not ready
+#: (rounds start every second; one that sends many faxes takes minutes).
+ROUND_LATE_SECONDS = 600.0
+
+
+def worker_readiness(last_round: Callable[[], datetime | None] | None,
+                     now: datetime | None = None) -> tuple[str, datetime | None]:
+    """``ok``, ``late`` (no round finished for :data:`ROUND_LATE_SECONDS`), ``starting``
+    (none yet) or ``not checked`` (no worker in this process: ``faxgw web``); and when the
+    last round finished."""
+    if last_round is None:
+        return "not checked", None
+    moment = last_round()
+    if moment is None:
+        return "starting", None
+    age = ((now or datetime.now(UTC)) - moment).total_seconds()
+    return ("ok" if age <= ROUND_LATE_SECONDS else "late"), moment
+
+
 async def readyz(request: Request) -> Response:
-    ready = await run_in_threadpool(console.store_ready, state_of(request).config)
-    return JSONResponse({"ready": ready, "store": "ok" if ready else "unreachable"},
+    state = state_of(request)
+    store = await run_in_threadpool(console.store_ready, state.config)
+    worker, moment = worker_readiness(state.last_round)
+    ready = store and worker in ("ok", "not checked")
+    return JSONResponse({"ready": ready, "store": "ok" if store else "unreachable",
+                         "worker": worker,
+                         "last_round": moment.isoformat(timespec="seconds") if moment else None},
                         status_code=200 if ready else 503)
 
 
@@ -123,6 +149,24 @@ class GatewayCollector(Collector):
     def __init__(self, config: Config, sessions: Callable[[], int]) -> None:
         self._config = config
         self._sessions = sessions
+
+    def _token_expiry(self) -> GaugeMetricFamily | None:
+        """Seconds until each account's access token expires (negative: expired, refreshed
+        at the next send); None unless the method is oauth2 and the token cache reads."""
+        if self._config.auth.method != "oauth2":
+            return None
+        try:
+            accounts = signin.statuses(self._config)
+        except Exception:  # noqa: BLE001 - a scrape never fails; Email server says why
+            return None
+        expiry = GaugeMetricFamily("faxgw_token_expiry_seconds", "Seconds until the access "
+                                   "token of each signed-in account expires", labels=["account"])
+        now = datetime.now(UTC)
+        for status in accounts:
+            if status.access_token_expires is not None:
+                expiry.add_metric([status.account],
+                                  (status.access_token_expires - now).total_seconds())
+        return expiry
 
     def collect(self) -> Iterator[Any]:
         jobs = GaugeMetricFamily("faxgw_jobs", "Jobs in the job store, by state",
@@ -147,6 +191,9 @@ class GatewayCollector(Collector):
         sessions = GaugeMetricFamily("faxgw_web_sessions", "Console log-in sessions open")
         sessions.add_metric([], self._sessions())
         yield from (jobs, up, finished, oldest, sessions)
+        expiry = self._token_expiry()
+        if expiry is not None:
+            yield expiry
 
 
 async def metrics(request: Request) -> Response:

@@ -46,11 +46,35 @@ def logged_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return wrapper
 
 
+def admin_only(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Without a session, the Log in page; in a "Send as me" user session, 403."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: Request) -> Response:
+        session = current_session(request)
+        if session is None:
+            return to_login()
+        if not session.admin:
+            return page(request, "error.html", 403, session, title="Administrators only",
+                        message=f"You are signed in as {session.user} to send faxes as "
+                                "yourself: this page is for the gateway's administrator "
+                                "(Log out, then log in with the admin password).")
+        return await handler(request, session)
+
+    return wrapper
+
+
+def _not_yours(request: Request, session: Session, job_id: str) -> Response:
+    """Another person's job looks to a user as if it did not exist."""
+    return page(request, "error.html", 404, session, title="Job status", nav="jobs",
+                message=f"no job {job_id!r}")
+
+
 def _see(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
 
-@logged_in
+@admin_only
 async def server(request: Request, session: Session) -> Response:
     config = state_of(request).config
     sheet = await run_in_threadpool(queries.status_sheet, config)
@@ -70,7 +94,7 @@ async def server(request: Request, session: Session) -> Response:
                 else CERTIFICATE_WARNING)
 
 
-@logged_in
+@admin_only
 async def sign_out(request: Request, session: Session) -> Response:
     form = await checked_form(request, session)
     if form is None:
@@ -83,7 +107,7 @@ async def sign_out(request: Request, session: Session) -> Response:
     return _see("/server")
 
 
-@logged_in
+@admin_only
 async def sign_in(request: Request, session: Session) -> Response:
     flows = state_of(request).flows
     assert flows is not None
@@ -119,8 +143,9 @@ async def jobs(request: Request, session: Session) -> Response:
         number = int(request.query_params.get("page", "1"))
     except ValueError:
         number = 1
-    result = await run_in_threadpool(console.jobs_page, config, states or None, number,
-                                     PAGE_SIZE)
+    result = await run_in_threadpool(functools.partial(
+        console.jobs_page, config, states or None, number, PAGE_SIZE,
+        sender=None if session.admin else session.user))
     return page(request, "jobs.html", session=session, title="Job status", nav="jobs",
                 result=result, states=[s.value for s in JobState],
                 state=states[0].value if states else "")
@@ -135,6 +160,8 @@ async def job(request: Request, session: Session) -> Response:
     except JobNotFoundError as exc:
         return page(request, "error.html", 404, session, title="Job status", nav="jobs",
                     message=str(exc))
+    if not session.owns(detail.job.sender):
+        return _not_yours(request, session, request.path_params["job_id"])
     actions = [name for name in ("retry", "cancel", "hold", "release")
                if detail.job.state in control.ACTION_STATES[name]]
     return page(request, "job.html", session=session, title=f"Job {detail.job.id}",
@@ -150,6 +177,8 @@ async def job_fax(request: Request, session: Session) -> Response:
     except JobNotFoundError as exc:
         return page(request, "error.html", 404, session, title="Job status", nav="jobs",
                     message=str(exc))
+    if not session.owns(job.sender):
+        return _not_yours(request, session, request.path_params["job_id"])
     if path is None:
         return page(request, "error.html", 404, session, title="Job status", nav="jobs",
                     message=f"job {job.id} has no attachment (not rendered yet, refused at "
@@ -170,6 +199,11 @@ async def job_action(request: Request, session: Session) -> Response:
         return page(request, "error.html", 404, session, title="Job status", nav="jobs",
                     message=f"unknown action {action!r}")
     try:
+        if not session.admin:
+            found = await run_in_threadpool(console.find_job, state_of(request).config, job_id)
+            if not session.owns(found.sender):
+                return _not_yours(request, session, job_id)
+            job_id = found.id
         outcomes = await run_in_threadpool(control.act, state_of(request).config, action,
                                            [job_id])
     except JobNotFoundError as exc:
@@ -209,7 +243,7 @@ async def _send(request: Request, session: Session, form: FormData) -> Response:
             report = await uploads.preview(config, request_data)
             return page(request, "send.html", session=session, title="Send a fax",
                         nav="send", values=values, report=report, size=size)
-        created = await uploads.submit(config, request_data)
+        created = await uploads.submit(config, request_data, sender=session.user)
     except (FaxgwError, ValueError) as exc:
         text = uploads.message(exc)
         if isinstance(exc, ConfigError):

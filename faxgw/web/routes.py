@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -23,7 +25,7 @@ from ..config import Config
 from ..domain.codes import INTERNAL
 from . import credentials
 from .sessions import LoginThrottle, Session, Sessions
-from .signin_flow import SignInFlows
+from .signin_flow import PendingSignIns, SignInFlows
 from .views import when
 
 __all__ = ["WebState", "create_app"]
@@ -46,6 +48,11 @@ class WebState:
     sessions: Sessions = field(default_factory=Sessions)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     flows: SignInFlows | None = None
+    #: "Send as me" sign-ins under way, one per browser (made in ``__post_init__``).
+    pending: PendingSignIns | None = None
+    #: When the worker in this process last finished a round (``faxgw run`` with
+    #: ``[web] listen``); None when no worker runs beside the console (``faxgw web``).
+    last_round: Callable[[], datetime | None] | None = None
     templates: Environment = field(default_factory=lambda: Environment(
         loader=PackageLoader("faxgw.web", "templates"), autoescape=select_autoescape(default=True),
         trim_blocks=True, lstrip_blocks=True))
@@ -53,7 +60,15 @@ class WebState:
     def __post_init__(self) -> None:
         if self.flows is None:
             self.flows = SignInFlows(self.config)
+        if self.pending is None:
+            self.pending = PendingSignIns(self.config)
         self.templates.filters["when"] = when
+
+    def close(self) -> None:
+        """Cancel the sign-ins under way and wait a little for their threads."""
+        assert self.flows is not None and self.pending is not None
+        self.pending.close()
+        self.flows.close()
 
     @property
     def secure(self) -> bool:
@@ -107,6 +122,38 @@ def to_login() -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
+def home(session: Session) -> str:
+    """Where a session starts: Email server for the admin, Send a fax for a user."""
+    return "/server" if session.admin else "/send"
+
+
+def before_session(request: Request, template: str, status_code: int = 200,
+                   **values: Any) -> HTMLResponse:
+    """A page whose form is sent before there is a session (Log in, Send as me): its CSRF
+    token ``login_csrf`` is also in a short-lived cookie of its own (double submit)."""
+    token = secrets.token_urlsafe(32)
+    response = page(request, template, status_code, None, login_csrf=token, **values)
+    response.set_cookie(LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+                        secure=state_of(request).secure, path="/login")
+    return response
+
+
+def login_token_ok(request: Request, form: FormData) -> bool:
+    """Whether a form sent before there is a session carries its cookie's token."""
+    token, cookie = form.get("csrf"), request.cookies.get(LOGIN_COOKIE, "")
+    return bool(isinstance(token, str) and cookie and secrets.compare_digest(token, cookie))
+
+
+def start_session(request: Request, response: Response, user: str = "") -> Session:
+    """Log the browser in (the admin, or ``user`` for "Send as me")."""
+    state = state_of(request)
+    session = state.sessions.create(user)
+    response.set_cookie(COOKIE, session.id, httponly=True, samesite="strict",
+                        secure=state.secure, path="/")
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return session
+
+
 async def checked_form(request: Request, session: Session) -> FormData | None:
     """The POSTed form when its CSRF token is the session's, else None."""
     form = await request.form()
@@ -126,12 +173,12 @@ def refused_csrf(request: Request, session: Session | None) -> HTMLResponse:
 async def login_page(request: Request) -> Response:
     state = state_of(request)
     if request.method == "GET":
-        if current_session(request) is not None:
-            return RedirectResponse("/server", status_code=303)
+        session = current_session(request)
+        if session is not None:
+            return RedirectResponse(home(session), status_code=303)
         return _login_form(request, "")
     form = await request.form()
-    token, cookie = form.get("csrf"), request.cookies.get(LOGIN_COOKIE, "")
-    if not (isinstance(token, str) and cookie and secrets.compare_digest(token, cookie)):
+    if not login_token_ok(request, form):
         return _login_form(request, "The log-in form was too old: try again.", 403)
     client = request.client.host if request.client else "?"
     wait = state.throttle.wait_seconds(client)
@@ -150,22 +197,15 @@ async def login_page(request: Request) -> Response:
             message += f" Wait {int(pause)} seconds before the next try."
         return _login_form(request, message, 401)
     state.throttle.succeeded(client)
-    session = state.sessions.create()
     response = RedirectResponse("/server", status_code=303)
-    response.set_cookie(COOKIE, session.id, httponly=True, samesite="strict",
-                        secure=state.secure, path="/")
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    start_session(request, response)
     return response
 
 
 def _login_form(request: Request, error: str, status_code: int = 200) -> HTMLResponse:
-    token = secrets.token_urlsafe(32)
     path = state_of(request).config.web.admin_password_file
-    response = page(request, "login.html", status_code, None, title="Log in", error=error,
-                    login_csrf=token, no_password=not credentials.has_password(path))
-    response.set_cookie(LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
-                        secure=state_of(request).secure, path="/login")
-    return response
+    return before_session(request, "login.html", status_code, title="Log in", error=error,
+                          no_password=not credentials.has_password(path))
 
 
 async def logout(request: Request) -> Response:
@@ -177,7 +217,8 @@ async def logout(request: Request) -> Response:
 
 
 async def root(request: Request) -> Response:
-    return RedirectResponse("/server" if current_session(request) else "/login", 303)
+    session = current_session(request)
+    return RedirectResponse(home(session) if session else "/login", 303)
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -195,13 +236,14 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(config: Config, state: WebState | None = None) -> Starlette:
     """The console for ``config``: pages, API, health and metrics."""
-    from . import api, pages
+    from . import api, me, pages
 
     web = state or WebState(config)
     routes = [
         Route("/", root),
         Route("/login", login_page, methods=["GET", "POST"]),
         Route("/logout", logout),
+        *me.ROUTES,
         *pages.ROUTES,
         *api.ROUTES,
         Mount("/static", StaticFiles(packages=[("faxgw.web", "static")]), name="static"),

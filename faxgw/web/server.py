@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 
 import uvicorn
 
@@ -73,13 +73,15 @@ def bind(config: Config, listen: str | None = None) -> socket.socket:
 
 
 async def serve(config: Config, stop: asyncio.Event, *, sock: socket.socket | None = None,
-                state: WebState | None = None) -> None:
+                state: WebState | None = None,
+                last_round: Callable[[], datetime | None] | None = None) -> None:
     """Serve the console until ``stop`` is set, then finish the requests under way.
 
     ``sock`` is a socket from :func:`bind` (made here from ``[web] listen`` when not
-    given; a ConfigError or OSError then comes before anything is served)."""
+    given; a ConfigError or OSError then comes before anything is served). ``last_round``
+    says when the worker in this process last finished a round (for ``/readyz``)."""
     sock = sock if sock is not None else bind(config)
-    web = state or WebState(config)
+    web = state or WebState(config, last_round=last_round)
     tls = {}
     if config.web.certificate_file is not None:
         tls = {"ssl_certfile": str(config.web.certificate_file),
@@ -99,18 +101,25 @@ async def serve(config: Config, stop: asyncio.Event, *, sock: socket.socket | No
         server.should_exit = True
         stopping.cancel()
         await task
-        assert web.flows is not None
-        await asyncio.to_thread(web.flows.close)
+        await asyncio.to_thread(web.close)
         sock.close()
 
 
-def beside(config: Config) -> Callable[[asyncio.Event], Awaitable[None]] | None:
+def beside(config: Config) -> Callable[[asyncio.Event, Callable[[], datetime | None]],
+                                       Awaitable[None]] | None:
     """For ``faxgw run``: None when ``[web] listen`` is empty, else the console to run in the
-    service's loop until its stop event is set. The socket is bound now, so that a wrong
-    address or a port in use stops ``faxgw run`` before the worker starts."""
+    service's loop until its stop event is set, given when the worker last finished a round.
+    The socket is bound now, so that a wrong address or a port in use stops ``faxgw run``
+    before the worker starts."""
     if not config.web.listen:
         return None
-    return functools.partial(serve, config, sock=bind(config))
+    sock = bind(config)
+
+    def console(stop: asyncio.Event, last_round: Callable[[], datetime | None]
+                ) -> Awaitable[None]:
+        return serve(config, stop, sock=sock, last_round=last_round)
+
+    return console
 
 
 def run(config: Config, listen: str | None = None) -> None:

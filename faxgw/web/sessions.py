@@ -29,6 +29,18 @@ class Session:
     last_seen: float
     #: One-time messages for the next page ("Job ... retried").
     flashes: list[str] = field(default_factory=list)
+    #: The person's own address when they signed in with "Send as me" (a user session:
+    #: their own jobs only); empty for the administrator.
+    user: str = ""
+
+    @property
+    def admin(self) -> bool:
+        """Logged in with the admin password."""
+        return not self.user
+
+    def owns(self, sender: str) -> bool:
+        """Whether this session may see a job sent as ``sender`` (the admin sees all)."""
+        return self.admin or sender.strip().lower() == self.user.lower()
 
     def csrf_ok(self, token: str) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf, token)
@@ -44,8 +56,10 @@ class Sessions:
         self._lock = threading.Lock()
         self._open: dict[str, Session] = {}
 
-    def create(self) -> Session:
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), self._clock())
+    def create(self, user: str = "") -> Session:
+        """A new session: the admin's, or ``user``'s ("Send as me")."""
+        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), self._clock(),
+                          user=user)
         with self._lock:
             self._open[session.id] = session
         return session

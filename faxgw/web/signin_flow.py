@@ -1,4 +1,5 @@
-"""The console's device code sign-in: one at a time, waited for in a thread of its own.
+"""The console's device code sign-in: one at a time, waited for in a thread of its own; and
+one per browser for "Send as me" (:class:`PendingSignIns`).
 
 The page shows the verification address and the user code while the thread waits for the
 person to finish; the device code itself stays inside the flow (never in a page, a URL or a
@@ -8,6 +9,7 @@ log). When the sign-in ends, the user code is forgotten and the page shows the o
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -19,7 +21,7 @@ from ..domain.errors import FaxgwError
 
 log = logging.getLogger("faxgw.web")
 
-__all__ = ["SignInFlows", "SignInView"]
+__all__ = ["PendingSignIns", "SignInFlows", "SignInView"]
 
 IDLE, WAITING, SIGNED_IN, FAILED, CANCELLED = "idle", "waiting", "signed-in", "failed", \
     "cancelled"
@@ -42,8 +44,12 @@ class SignInView:
 class SignInFlows:
     """The one device code sign-in the console may have under way."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, user: bool = False) -> None:
+        """``user``: a person signs in with their own mailbox ("Send as me"), not the
+        gateway's account; the account must pass :func:`~faxgw.app.signin.user_refusal`."""
         self._config = config
+        self._user = user
+        self._refusal = ""
         self._lock = threading.Lock()
         self._view = SignInView()
         self._generation = 0
@@ -66,7 +72,8 @@ class SignInFlows:
             cancelled = self._cancelled
             self._view = SignInView(state=WAITING, message="Asking the sign-in service…")
         try:
-            flow = signin.start_sign_in(self._config, account)
+            flow = signin.start_user_sign_in(self._config, self._refused) if self._user \
+                else signin.start_sign_in(self._config, account)
         except FaxgwError as exc:
             self._end(generation, FAILED, exc)
             return self.view()
@@ -105,6 +112,12 @@ class SignInFlows:
         if thread is not None:
             thread.join(timeout)
 
+    def _refused(self, username: str) -> str | None:
+        """:func:`~faxgw.app.signin.user_refusal`, noted so that the page shows it without a
+        sign-in code's solution (the sign-in worked; the account may not be used)."""
+        self._refusal = signin.user_refusal(self._config, username) or ""
+        return self._refusal or None
+
     def _wait(self, flow: signin.SignIn, generation: int, cancelled: threading.Event) -> None:
         def on_poll(event: signin.PollEvent) -> None:
             if cancelled.is_set():
@@ -116,14 +129,15 @@ class SignInFlows:
         except signin.SignInCancelled:
             return
         except FaxgwError as exc:
-            self._end(generation, FAILED, exc)
+            self._end(generation, FAILED, FaxgwError(self._refusal) if self._refusal else exc)
             return
         except Exception as exc:  # noqa: BLE001 - a thread must end with an answer on the page
             log.exception("the sign-in stopped with an unexpected error")
             self._end(generation, FAILED, FaxgwError(f"unexpected error: {type(exc).__name__}",
                                                      code=codes.INTERNAL))
             return
-        log.warning("signed in as %s from the web console", account)
+        log.warning("%s signed in as %s from the web console",
+                    "a person (send as me)" if self._user else "the gateway", account)
         with self._lock:
             if generation == self._generation:
                 self._view = SignInView(state=SIGNED_IN, account=account,
@@ -138,6 +152,48 @@ class SignInFlows:
             self._view = replace(SignInView(), state=state, message=str(exc), code=code,
                                  solution=entry.solution if entry else "")
         log.warning("sign-in from the web console failed: %s", exc)
+
+
+#: At most this many "Send as me" sign-ins wait at once; a new one cancels the oldest.
+MAX_PENDING = 32
+
+
+class PendingSignIns:
+    """The "Send as me" sign-ins under way, by browser."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._flows: dict[str, SignInFlows] = {}
+
+    def get(self, key: str | None) -> SignInFlows | None:
+        """The sign-in of the browser whose cookie holds ``key``, if any."""
+        with self._lock:
+            return self._flows.get(key or "")
+
+    def new(self) -> tuple[str, SignInFlows]:
+        """A sign-in for a browser: the key for its cookie, and the flow (not started)."""
+        key = secrets.token_urlsafe(32)
+        flows = SignInFlows(self._config, user=True)
+        with self._lock:
+            while len(self._flows) >= MAX_PENDING:
+                self._flows.pop(next(iter(self._flows))).cancel()
+            self._flows[key] = flows
+        return key, flows
+
+    def pop(self, key: str | None) -> SignInFlows | None:
+        """Forget a browser's sign-in (done, or to start again)."""
+        with self._lock:
+            return self._flows.pop(key or "", None)
+
+    def close(self) -> None:
+        """Cancel every sign-in under way and wait a little for their threads."""
+        with self._lock:
+            flows, self._flows = list(self._flows.values()), {}
+        for flow in flows:
+            flow.cancel()
+        for flow in flows:
+            flow.close(1.0)
 
 
 def remaining(view: SignInView) -> int:

@@ -113,13 +113,15 @@ async def preview(config: Config, request: FaxRequest) -> dict[str, Any]:
     return await run_in_threadpool(run)
 
 
-async def submit(config: Config, request: FaxRequest) -> Job:
-    """The job ``faxgw submit`` would make of the request."""
+async def submit(config: Config, request: FaxRequest, *, sender: str = "") -> Job:
+    """The job ``faxgw submit`` would make of the request; ``sender``: a person who signed
+    in as that address ("Send as me"), so that the job goes out from their mailbox."""
     _check(request, need_number=True)
 
     def run() -> Job:
         with _saved(request.files, config.limits.max_input_bytes) as paths:
             return submit_fax(config, request.to, paths, subject=request.subject,
-                              note=request.note, cover=request.cover)
+                              note=request.note, cover=request.cover, sender=sender,
+                              sender_signed_in=bool(sender))
 
     return await run_in_threadpool(run)

@@ -1,0 +1,273 @@
+"""Sending through Microsoft Graph with httpx: one session per sending mailbox.
+
+:class:`GraphSession` is the Graph adapter's :class:`~faxgw.ports.Session`. This module is the
+one boundary where httpx's and ssl's exceptions and Graph's answers become faxgw's, classified
+once by the answer table (:mod:`faxgw.transport.graph.answers`). The message is the same MIME
+the SMTP path sends, posted as base64 to ``/v1.0/users/{mailbox}/sendMail``
+(``Content-Type: text/plain``); TLS is verified (system CAs plus ``[graph] ca_file``, TLS 1.2
+at least), and the bearer token is a Graph token (``Resource.GRAPH``), never the SMTP one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Sequence
+from urllib.parse import quote
+
+import httpx
+
+from ...config import GraphConfig
+from ...domain import codes
+from ...domain.disposition import Disposition
+from ...domain.errors import (
+    AuthError,
+    ConfigError,
+    ConnectError,
+    DeliveryError,
+    PermanentError,
+    TransientError,
+)
+from ...ports import Accepted, CredentialProvider, Resource
+from .answers import Answer, classify_answer, parse_answer
+from .tls import tls_context
+from .upload import READ_WRITE_HINT, SMALL_ATTACHMENT, Attachment, chunks, split_attachments
+
+log = logging.getLogger("faxgw.transport")
+
+#: Graph takes about 4 MB per request; the base64 of the MIME stays under this.
+MAX_SENDMAIL_BASE64 = 3_500_000
+#: Seconds to connect and to wait for an answer; uploads add time for their size.
+TIMEOUT_SECONDS = 60.0
+_MIN_UPLOAD_BYTES_PER_SECOND = 50_000
+#: Stages whose request, once sent, may have sent the fax (a lost answer is ambiguous).
+_SENDING_STAGES = frozenset({"sendMail", "send"})
+
+
+def translate_network(exc: Exception, *, stage: str, where: str) -> DeliveryError:
+    """An httpx/ssl failure → faxgw's: no connection (360), or possibly delivered when the
+    request of a sending stage went out and its answer was lost."""
+    if isinstance(exc, DeliveryError):
+        return exc
+    reason = _short(exc)
+    if stage in _SENDING_STAGES and isinstance(
+        exc, httpx.ReadError | httpx.ReadTimeout | httpx.RemoteProtocolError
+    ):
+        return TransientError(
+            f"{stage}: connection lost before Graph answered ({reason}); it may have been "
+            "delivered", code=codes.NO_CONNECTION, ambiguous=True)
+    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return ConnectError(f"{stage}: the certificate of {where} could not be verified "
+                            f"({reason}); check [graph] endpoint and ca_file",
+                            code=codes.NO_CONNECTION)
+    if isinstance(exc, httpx.TimeoutException):
+        return ConnectError(f"{stage}: {where} did not answer in time ({reason})",
+                            code=codes.NO_CONNECTION)
+    return ConnectError(f"{stage}: no connection to {where} ({reason})",
+                        code=codes.NO_CONNECTION)
+
+
+def translate_answer(answer: Answer, *, stage: str, hint: str = "") -> DeliveryError:
+    """A Graph answer other than success → faxgw's, by the one table."""
+    rule = classify_answer(answer)
+    # The hint is about permissions: it goes with a refusal (403) only.
+    why = f"{rule.why}; {hint}" if hint and answer.status == 403 else rule.why
+    text = f"{stage}: Graph answered {answer.reply} ({why})"
+    if rule.bug:
+        log.error("!! %s — please report this", text)
+    retry_after = answer.retry_after or rule.retry_after
+    kind: type[DeliveryError] = TransientError
+    if rule.disposition is Disposition.AUTH:
+        kind = AuthError
+    elif rule.disposition is Disposition.PERMANENT:
+        kind = PermanentError
+    return kind(text, code=rule.code, reply=answer.reply, disposition=rule.disposition,
+                retry_after=retry_after)
+
+
+def _json(response: httpx.Response) -> dict[str, object]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+class GraphSession:
+    """Sends one mailbox's faxes through Graph: a token for Graph and an HTTPS client."""
+
+    def __init__(self, settings: GraphConfig, credentials: CredentialProvider,
+                 account: str) -> None:
+        self.settings = settings
+        self.account = account
+        self._provider = credentials
+        self._client: httpx.AsyncClient | None = None
+        self._token = ""
+        self.messages_sent = 0
+
+    @property
+    def usable(self) -> bool:
+        """Whether the session can take another message."""
+        return self._client is not None and not self._client.is_closed
+
+    async def __aenter__(self) -> GraphSession:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def mailbox_url(self) -> str:
+        """``{root}/v1.0/users/{mailbox}``."""
+        return f"{self.settings.root}/v1.0/users/{quote(self.account, safe='@')}"
+
+    async def open(self) -> None:
+        """Get a Graph token for the mailbox and the HTTPS client (connects on first use)."""
+        credentials = await self._provider.credentials(self.account, resource=Resource.GRAPH)
+        if credentials.kind != "bearer":
+            raise ConfigError('[transport] kind = "graph" needs [auth] method = "oauth2" '
+                              "(Graph takes OAuth2 tokens only)")
+        self._token = credentials.secret
+        self._client = httpx.AsyncClient(verify=tls_context(self.settings),
+                                         timeout=TIMEOUT_SECONDS, follow_redirects=False)
+
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> Accepted:
+        """Send the MIME message from the session's mailbox (recipients are its To header)."""
+        encoded = base64.b64encode(message)
+        if len(encoded) > MAX_SENDMAIL_BASE64:
+            return await self._send_large(message)
+        try:
+            response = await self._call("POST", f"{self.mailbox_url}/sendMail",
+                                        stage="sendMail", content=encoded,
+                                        content_type="text/plain")
+        except PermanentError as exc:
+            if exc.code != codes.TOO_LARGE:
+                raise
+            # Graph found the request too large after all: the upload path, once.
+            log.info("↻ %s: sendMail too large (%s), using the upload path", self.account,
+                     exc.reply)
+            return await self._send_large(message)
+        self.messages_sent += 1
+        return Accepted(f"{response.status_code} Accepted by Graph",
+                        response.headers.get("request-id"))
+
+    async def _send_large(self, message: bytes) -> Accepted:
+        """Draft from the MIME without attachments → attachments (upload sessions) → send."""
+        draft_mime, attachments = split_attachments(message)
+        response = await self._call("POST", f"{self.mailbox_url}/messages", stage="draft",
+                                    content=base64.b64encode(draft_mime),
+                                    content_type="text/plain", hint=READ_WRITE_HINT)
+        draft_id = str(_json(response).get("id") or "")
+        if not draft_id:
+            raise TransientError("draft: Graph gave no id for the draft", code=codes.TRY_LATER)
+        draft = f"{self.mailbox_url}/messages/{quote(draft_id, safe='')}"
+        try:
+            for attachment in attachments:
+                await self._attach(draft, attachment)
+            response = await self._call("POST", f"{draft}/send", stage="send",
+                                        hint=READ_WRITE_HINT)
+        except DeliveryError as exc:
+            if not exc.ambiguous:  # a send that may have happened leaves its draft alone
+                await self._discard(draft)
+            raise
+        self.messages_sent += 1
+        return Accepted(f"{response.status_code} Accepted by Graph",
+                        response.headers.get("request-id"))
+
+    async def _attach(self, draft: str, attachment: Attachment) -> None:
+        if len(attachment.data) <= SMALL_ATTACHMENT:
+            body = {"@odata.type": "#microsoft.graph.fileAttachment", "name": attachment.name,
+                    "contentType": attachment.content_type,
+                    "contentBytes": base64.b64encode(attachment.data).decode("ascii")}
+            await self._call("POST", f"{draft}/attachments", stage="attach",
+                             content=json.dumps(body).encode(), hint=READ_WRITE_HINT)
+            return
+        item = {"AttachmentItem": {"attachmentType": "file", "name": attachment.name,
+                                   "size": len(attachment.data),
+                                   "contentType": attachment.content_type}}
+        response = await self._call("POST", f"{draft}/attachments/createUploadSession",
+                                    stage="createUploadSession",
+                                    content=json.dumps(item).encode(), hint=READ_WRITE_HINT)
+        upload_url = str(_json(response).get("uploadUrl") or "")
+        if not upload_url.startswith("https://"):
+            raise TransientError("createUploadSession: Graph gave no https upload URL",
+                                 code=codes.TRY_LATER)
+        await self._upload(upload_url, attachment.data)
+
+    async def _upload(self, url: str, data: bytes) -> None:
+        """PUT the bytes in order; the upload URL carries its own authorization: the bearer
+        token is never sent to it."""
+        client = self._client
+        assert client is not None
+        total = len(data)
+        for first, last in chunks(total):
+            chunk = data[first:last + 1]
+            headers = {"Content-Range": f"bytes {first}-{last}/{total}",
+                       "Content-Type": "application/octet-stream"}
+            try:
+                response = await client.put(
+                    url, content=chunk, headers=headers,
+                    timeout=TIMEOUT_SECONDS + len(chunk) / _MIN_UPLOAD_BYTES_PER_SECOND)
+            except httpx.HTTPError as exc:
+                raise translate_network(exc, stage="upload",
+                                        where=self.settings.root) from None
+            if not 200 <= response.status_code < 300:
+                answer = parse_answer(response.status_code, response.content,
+                                      dict(response.headers))
+                raise translate_answer(answer, stage="upload") from None
+
+    async def _discard(self, draft: str) -> None:
+        """Delete a draft that was not sent (best effort: a stray draft harms nobody)."""
+        client = self._client
+        if client is None or client.is_closed:
+            return
+        try:
+            await client.delete(draft, headers={"Authorization": f"Bearer {self._token}"})
+        except httpx.HTTPError:
+            log.info("%s: could not delete the unsent draft", self.account)
+
+    async def _call(self, method: str, url: str, *, stage: str, content: bytes = b"",
+                    content_type: str = "application/json", hint: str = "") -> httpx.Response:
+        """One request with the bearer token; a 401 takes a fresh token once. Returns a
+        success; raises anything else classified."""
+        client = self._client
+        if client is None or client.is_closed:
+            raise ConnectError("the session to Graph is closed", code=codes.NO_CONNECTION)
+        timeout = TIMEOUT_SECONDS + len(content) / _MIN_UPLOAD_BYTES_PER_SECOND
+        for refreshed in (False, True):
+            headers = {"Authorization": f"Bearer {self._token}", "Content-Type": content_type}
+            try:
+                response = await client.request(method, url, content=content, headers=headers,
+                                                timeout=timeout)
+            except httpx.HTTPError as exc:
+                raise translate_network(exc, stage=stage,
+                                        where=self.settings.root) from None
+            if response.status_code == 401 and not refreshed:
+                # An expired or revoked token: take a fresh one once; a second 401 is real.
+                log.info("↻ %s: Graph refused the token (401), refreshing once", self.account)
+                fresh = await self._provider.credentials(self.account, resource=Resource.GRAPH,
+                                                         force_refresh=True)
+                self._token = fresh.secret
+                continue
+            break
+        if 200 <= response.status_code < 300:
+            return response
+        answer = parse_answer(response.status_code, response.content, dict(response.headers))
+        raise translate_answer(answer, stage=stage, hint=hint) from None
+
+    async def close(self) -> None:
+        """Close the HTTPS connections; never raises."""
+        client, self._client = self._client, None
+        self._token = ""
+        if client is not None:
+            try:
+                await client.aclose()
+            except Exception:  # noqa: BLE001 - the session is over either way
+                pass
