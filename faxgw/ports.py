@@ -5,7 +5,8 @@ Interfaces only; the adapters live in their own folders and are chosen in one pl
 
     port                 adapters now                    next
     ──────────────────   ─────────────────────────────   ──────────────────────────────
-    Transport, Session   transport.smtp (aiosmtplib)     transport.graph (httpx)
+    Transport, Session   transport.smtp (aiosmtplib),
+                         transport.graph (httpx)
     JobStore             store.sqlite                    store.postgres
     DocumentStore        intake.spool (job folders)      documents kept in PostgreSQL
     CredentialProvider   auth (none, password, oauth2)   the same, for Graph and IMAP too

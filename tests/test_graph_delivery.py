@@ -517,3 +517,16 @@ def test_a_large_fax_job_goes_out_through_the_upload_path(
     assert received.message["Message-ID"] == job.message_id
     assert len(graph.chunks) >= 1 and not any(authorized for _, _, authorized in graph.chunks)
     assert not any(path.endswith("/sendMail") for _, path, _ in graph.requests)
+
+
+def test_status_and_auth_test_speak_of_graph(gateway: Gateway, graph: LocalGraph) -> None:
+    """With the Graph transport the status sheet names it and its endpoint, and
+    ``faxgw auth test`` gets a Graph token instead of naming an SMTP server."""
+    gateway.sign_in()
+    sheet = json.loads(gateway.cli("status", "--json").stdout)
+    assert sheet["transport"] == "graph" and sheet["graph_endpoint"] == gateway.config.graph.root
+    text = gateway.cli("status").stdout
+    assert "Transport: graph" in text and f"Graph endpoint: {gateway.config.graph.root}" in text
+    tested = gateway.cli("auth", "test").stdout
+    assert tested.startswith("Signed in to Microsoft Graph") and ACCOUNT in tested
+    assert graph.messages == []  # nothing was sent

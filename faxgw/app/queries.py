@@ -97,6 +97,8 @@ def status_sheet(config: Config) -> dict[str, Any]:
         "service_address": rules_for(config.service).address,
         "region": config.service.region,
         "paper": config.service.paper,
+        "transport": config.transport.kind,
+        "graph_endpoint": config.graph.root if config.transport.kind == "graph" else None,
         "smtp_host": config.smtp.host,
         "smtp_port": config.smtp.port,
         "security": config.smtp.security,

@@ -163,12 +163,19 @@ def test_command(cli_ctx: CliContext, account: str | None) -> None:
     config = cli_ctx.config
     account = account or config.auth.account or config.smtp.sender
     smtp = config.smtp
+    graph = config.transport.kind == "graph"
+    where = config.graph.root if graph else f"{smtp.host}:{smtp.port}"
     try:
         asyncio.run(signin.probe(config, account))
     except FaxgwError as exc:
         if isinstance(exc, ConfigError):
             raise
-        _fail(f"auth test against {smtp.host}:{smtp.port} failed: {exc}", code=exc.code)
+        _fail(f"auth test against {where} failed: {exc}", code=exc.code)
+    if graph:
+        # A Graph session is a token for the Graph scope: nothing is sent to find out more.
+        click.echo(f"Signed in to Microsoft Graph ({where}) as {account}: a token for "
+                   "sending was issued; ready to send.")
+        return
     tls = {"starttls": "STARTTLS ok", "tls": "TLS ok", "none": "no TLS"}[smtp.security]
     signed_in = {
         "oauth2": f"signed in as {account} (XOAUTH2)",

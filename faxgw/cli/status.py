@@ -11,7 +11,8 @@ from .context import CliContext, pass_cli
 
 _LABELS = [("Configuration", "config"), ("Spool", "spool"),
            ("Fax service profile", "profile"), ("Fax service address", "service_address"),
-           ("Region", "region"), ("Paper", "paper"), ("SMTP host", "smtp_host"),
+           ("Region", "region"), ("Paper", "paper"), ("Transport", "transport"),
+           ("Graph endpoint", "graph_endpoint"), ("SMTP host", "smtp_host"),
            ("SMTP port", "smtp_port"), ("Security", "security"),
            ("Certificate validation", "certificate_validation"),
            ("Authentication", "auth_method"), ("Account", "account"), ("Sign-in", "sign_in")]
@@ -44,6 +45,8 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
         return
     for label, key in _LABELS:
         value = sheet[key]
+        if value is None and key == "graph_endpoint":
+            continue  # the SMTP transport has none
         if key == "certificate_validation":
             value = "on" if value else "OFF (insecure)"
         click.echo(f"{label:>24}: {value}")
