@@ -45,20 +45,21 @@ def _answer(status: int, code: str = "", message: str = "", **headers: str) -> A
         (403, "ErrorAccessDenied", "Access is denied.", Disposition.AUTH,
          codes.CONSENT_MISSING),
         (403, "ErrorAccessDenied", "Access to OData is disabled.", Disposition.AUTH,
-         codes.CONSENT_MISSING),
+         codes.APP_ACCESS_POLICY),
         (403, "Authorization_RequestDenied", "Insufficient privileges", Disposition.AUTH,
          codes.CONSENT_MISSING),
         (403, "ErrorSendAsDenied", "no", Disposition.PERMANENT, codes.SEND_AS_DENIED),
         (403, "ErrorQuotaExceeded", "full", Disposition.PAUSE, codes.MAILBOX_FULL),
         (404, "ErrorInvalidUser", "invalid", Disposition.PERMANENT, codes.REJECTED),
-        (404, "MailboxNotEnabledForRESTAPI", "x", Disposition.PERMANENT, codes.REJECTED),
+        (404, "MailboxNotEnabledForRESTAPI", "x", Disposition.PERMANENT,
+         codes.MAILBOX_NOT_ON_GRAPH),
         (413, "", "", Disposition.PERMANENT, codes.TOO_LARGE),
         (400, "ErrorMessageSizeExceeded", "big", Disposition.PERMANENT, codes.TOO_LARGE),
         (400, "ErrorMimeContentInvalidBase64String", "bad", Disposition.PERMANENT,
          codes.REJECTED),
-        (429, "ApplicationThrottled", "slow", Disposition.RETRY, codes.TRY_LATER),
-        (503, "", "", Disposition.RETRY, codes.TRY_LATER),
-        (504, "", "", Disposition.RETRY, codes.TRY_LATER),
+        (429, "ApplicationThrottled", "slow", Disposition.WAIT, codes.TRY_LATER),
+        (503, "", "", Disposition.WAIT, codes.TRY_LATER),
+        (504, "", "", Disposition.WAIT, codes.TRY_LATER),
         (502, "", "", Disposition.RETRY, codes.TRY_LATER),
         (400, "ErrorInvalidRecipients", "bad", Disposition.PERMANENT, codes.REJECTED),
         (302, "", "", Disposition.RETRY, codes.TRY_LATER),
@@ -80,7 +81,7 @@ def test_retry_after_in_seconds_or_as_a_date_and_30_s_when_missing_or_0() -> Non
     assert _answer(429, "x", "y", Retry_After="Mon, 05 Jan 2026 12:01:30 GMT").retry_after == 90
     for headers in ({}, {"Retry_After": "0"}, {"Retry_After": "soon"}):
         error = translate_answer(_answer(429, "x", "y", **headers), stage="sendMail")
-        assert error.retry_after == 30 and error.disposition is Disposition.RETRY
+        assert error.retry_after == 30 and error.disposition is Disposition.WAIT
 
 
 def test_the_reply_is_graphs_answer_and_the_request_id_is_kept() -> None:

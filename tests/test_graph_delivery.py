@@ -260,14 +260,14 @@ THROTTLED = "Application is over its MailboxConcurrency limit."
         (403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.",
          "deferred", codes.CONSENT_MISSING),
         (403, "ErrorAccessDenied", "Access to OData is disabled.", "deferred",
-         codes.CONSENT_MISSING),
+         codes.APP_ACCESS_POLICY),
         (403, "Authorization_RequestDenied", "Insufficient privileges to complete the "
          "operation.", "deferred", codes.CONSENT_MISSING),
         (403, "ErrorSendAsDenied", "The user account which was used to submit this request "
          "does not have the right to send mail on behalf of the specified sending account.",
          "failed", codes.SEND_AS_DENIED),
         (404, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, "
-         "or is hosted on-premise.", "failed", codes.REJECTED),
+         "or is hosted on-premise.", "failed", codes.MAILBOX_NOT_ON_GRAPH),
         (403, "ErrorQuotaExceeded", "The process failed to get the correct properties.",
          "deferred", codes.MAILBOX_FULL),
         (413, "RequestEntityTooLarge", "The request is too large.", "failed",
@@ -348,9 +348,11 @@ def test_throttling_defers_the_job_by_retry_after(
     gateway.run_worker()
     job = gateway.job(job_id)
     assert (job.state.value, job.code) == ("deferred", codes.TRY_LATER)
+    assert job.attempts == 0  # the wait Graph asked for uses no attempt
     assert job.next_attempt_at is not None
     wait = job.next_attempt_at - job.updated
     assert abs(wait - timedelta(seconds=137)) < timedelta(seconds=2)
+    assert gateway.events(job_id)[-1][0] == "throttled"
 
 
 def test_throttling_without_retry_after_waits_30_seconds(

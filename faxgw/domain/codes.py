@@ -32,6 +32,8 @@ CONSENT_MISSING = 373
 APP_REGISTRATION = 374
 AUTH_REJECTED = 375
 CLIENT_SECRET = 376
+APP_ACCESS_POLICY = 377
+MAILBOX_NOT_ON_GRAPH = 378
 TRY_LATER = 380
 DAILY_QUOTA = 381
 MAILBOX_FULL = 382
@@ -135,6 +137,22 @@ _TABLE: tuple[StatusCode, ...] = (
         "client_secret_file or FAXGW_CLIENT_SECRET, or upload the certificate of [auth] "
         "client_certificate_file to the app registration (Certificates & secrets).",
         failure=False,
+    ),
+    StatusCode(
+        APP_ACCESS_POLICY,
+        "app-access-policy",
+        "Microsoft Graph keeps the app out of this mailbox (\"Access to OData is disabled\"): "
+        "an application access policy or an RBAC for Applications scope leaves it out.",
+        "An Exchange administrator adds the mailbox to the app's management scope (or access "
+        "policy) and checks it with Test-ServicePrincipalAuthorization; waiting jobs then go "
+        "out by themselves.",
+    ),
+    StatusCode(
+        MAILBOX_NOT_ON_GRAPH,
+        "mailbox-not-on-graph",
+        "The mailbox cannot be used through Microsoft Graph (MailboxNotEnabledForRESTAPI): it "
+        "is on-premises, inactive, soft-deleted or has no Exchange Online licence.",
+        "Send from an Exchange Online mailbox, or use [transport] kind = \"smtp\" for this one.",
     ),
     StatusCode(
         TRY_LATER,

@@ -16,6 +16,7 @@ class Disposition(StrEnum):
     SENT = "sent"              # accepted: record it
     RETRY = "retry"            # defer with backoff
     THROTTLE = "throttle"      # retry, and slow down for this mailbox
+    WAIT = "wait"              # the server named a wait (Retry-After): defer by it, no attempt
     PAUSE = "pause"            # the mailbox cannot send at all now: hold its queue
     AUTH = "auth"              # a person must sign in or change settings: account waits
     PERMANENT = "permanent"    # fail the job with its code

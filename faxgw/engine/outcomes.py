@@ -169,6 +169,15 @@ class Recorder:
         except JobStateError as exc:
             self._not_recorded(job, "requeued", why, exc)
 
+    def asked_to_wait(self, job: Job, exc: DeliveryError, summary: RunSummary) -> None:
+        """The server named how long to wait (``Retry-After``): the job waits exactly that
+        long, and the wait uses no attempt (it says nothing about the job)."""
+        at = self.clock() + timedelta(seconds=exc.retry_after or 0.0)
+        self._move(job, JobState.DEFERRED, summary, code=exc.code, error=exc.message,
+                   event="throttled", next_attempt_at=at, reply=exc.reply,
+                   detail=f"{exc.message}; the server asked to wait until "
+                          f"{at.isoformat(timespec='seconds')}")
+
     def throttled(self, job: Job, exc: DeliveryError, summary: RunSummary,
                   seconds: float = 60.0) -> None:
         """The server asked for fewer connections: try again soon; not the job's fault."""

@@ -206,6 +206,9 @@ class MailboxSessions:
             self.gate.pause(job.sender, exc, seconds=exc.retry_after)
             self.recorder.wait_for_account(job, exc, summary)
             return session
+        if exc.disposition is Disposition.WAIT:
+            self.recorder.asked_to_wait(job, exc, summary)
+            return session if session is not None and session.usable else None
         if exc.disposition is Disposition.THROTTLE:
             count = pacer.throttle()
             log.warning("↓ %s: server refused a connection (%s); %d session(s) for a while",

@@ -48,7 +48,7 @@ RULES: tuple[Rule, ...] = (
     Rule(Disposition.PERMANENT, codes.SEND_AS_DENIED, error="ErrorSendAsDenied",
          why="the mailbox may not send as this sender: grant it 'Send As' on the sender's "
              "mailbox"),
-    Rule(Disposition.PERMANENT, codes.REJECTED, error="MailboxNotEnabledForRESTAPI",
+    Rule(Disposition.PERMANENT, codes.MAILBOX_NOT_ON_GRAPH, error="MailboxNotEnabledForRESTAPI",
          why="the mailbox cannot be used through Graph (not an Exchange Online mailbox, "
              "inactive, soft-deleted or on-premises)"),
     Rule(Disposition.PAUSE, codes.MAILBOX_FULL, error="ErrorQuotaExceeded", retry_after=3600.0,
@@ -61,7 +61,8 @@ RULES: tuple[Rule, ...] = (
          why="a bug in faxgw: Graph could not decode the MIME it was sent", bug=True),
     Rule(Disposition.PERMANENT, codes.REJECTED, error="ErrorMimeContentInvalid",
          why="a bug in faxgw: Graph could not read the MIME it was sent", bug=True),
-    Rule(Disposition.AUTH, codes.CONSENT_MISSING, status=403, text=r"Access to OData is disabled",
+    Rule(Disposition.AUTH, codes.APP_ACCESS_POLICY, status=403,
+         text=r"Access to OData is disabled",
          why="an application access policy or RBAC for Applications scope keeps the app out of "
              "this mailbox: include the mailbox in the app's management scope"),
     Rule(Disposition.AUTH, codes.CONSENT_MISSING, status=403, error="ErrorAccessDenied",
@@ -74,11 +75,11 @@ RULES: tuple[Rule, ...] = (
              "('faxgw auth login'), or check that the token is for this cloud's Graph"),
     Rule(Disposition.PERMANENT, codes.REJECTED, status=404,
          why="no such mailbox: check the job's sender ([smtp] sender, [auth] account)"),
-    Rule(Disposition.RETRY, codes.TRY_LATER, status=429, retry_after=DEFAULT_RETRY_AFTER,
+    Rule(Disposition.WAIT, codes.TRY_LATER, status=429, retry_after=DEFAULT_RETRY_AFTER,
          why="Graph is throttling this mailbox or app"),
-    Rule(Disposition.RETRY, codes.TRY_LATER, status=503, retry_after=DEFAULT_RETRY_AFTER,
+    Rule(Disposition.WAIT, codes.TRY_LATER, status=503, retry_after=DEFAULT_RETRY_AFTER,
          why="Graph is unavailable for now"),
-    Rule(Disposition.RETRY, codes.TRY_LATER, status=504, retry_after=DEFAULT_RETRY_AFTER,
+    Rule(Disposition.WAIT, codes.TRY_LATER, status=504, retry_after=DEFAULT_RETRY_AFTER,
          why="Graph's gateway timed out"),
     Rule(Disposition.RETRY, codes.TRY_LATER, status_class=5, why="a fault at Graph"),
     Rule(Disposition.PERMANENT, codes.REJECTED, status_class=4, why="Graph refused the request"),
