@@ -3,11 +3,13 @@ against the console served by uvicorn on a real port, the local identity provide
 Exchange-like SMTP server. A person logs in, signs the gateway in with the device code, sends
 a fax by upload and sees it sent, and retries a failed one; a user signs in with "Send as me"
 and faxes from their own mailbox without seeing the admin's job. Each page is kept as a screenshot
-(under the test's folder, and copied to /tmp/faxgw-web-screenshots/)."""
+(under the test's folder, and copied to ``test-artifacts/screenshots/`` in the checkout, or to
+``$FAXGW_SCREENSHOTS``)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import threading
@@ -30,7 +32,9 @@ from .test_oauth_delivery import ACCOUNT, CLIENT_ID, OTHER, SCOPE
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
-SHOTS = Path("/tmp/faxgw-web-screenshots")
+#: Where the screenshots of a run are kept to be looked at (git ignores the folder).
+SHOTS = Path(os.environ.get("FAXGW_SCREENSHOTS")
+             or Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots")
 ADMIN = "the console's admin password"
 NUMBER = "+4930123456"
 
@@ -247,7 +251,7 @@ def test_an_admin_signs_in_sends_and_retries_in_the_browser(
 
 
 def _keep(shots: Path) -> None:
-    SHOTS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     for picture in shots.iterdir():
         shutil.copy(picture, SHOTS / picture.name)
 
