@@ -39,20 +39,17 @@ import base64
 import binascii
 import json
 import logging
-import ssl
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Protocol
 
-import trustme
-
 from faxgw.testing.graph_http import Drop, error, handler_for
+from faxgw.testing.https_peer import HttpsPeer
 from faxgw.testing.smtp_ledger import parse_message
 
 log = logging.getLogger("faxgw.testing.graph")
@@ -119,7 +116,7 @@ class Upload:
     data: bytearray = field(default_factory=bytearray)
 
 
-class LocalGraph:
+class LocalGraph(HttpsPeer):
     """An HTTPS Graph on 127.0.0.1 that checks tokens with ``token_record``.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -130,16 +127,7 @@ class LocalGraph:
         self._token_record = token_record
         self.resource = resource
         self._lock = threading.RLock()
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        if directory is None:
-            self._tempdir = tempfile.TemporaryDirectory(prefix="faxgw-graph-")
-            directory = Path(self._tempdir.name)
-        self._ca = trustme.CA()
-        self.ca_file = directory / "graph-ca.pem"
-        self._ca.cert_pem.write_to_path(str(self.ca_file))
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._init_https("graph", directory)
         self.mailboxes: set[str] | None = None
         self.delay = 0.0
         self.messages: list[GraphReceived] = []
@@ -157,43 +145,8 @@ class LocalGraph:
 
     # -- life cycle -----------------------------------------------------------------------
 
-    def start(self) -> LocalGraph:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(self))
-        server.daemon_threads = True
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.02,),
-                                        name="faxgw-graph", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def close(self) -> None:
-        self.stop()
-        if self._tempdir is not None:
-            self._tempdir.cleanup()
-            self._tempdir = None
-
-    def __enter__(self) -> LocalGraph:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def base_url(self) -> str:
-        return f"https://localhost:{self.port}"
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return handler_for(self)
 
     # -- switches -------------------------------------------------------------------------
 

@@ -42,18 +42,15 @@ The endpoints' answers are in :mod:`faxgw.testing.idp_endpoints` (inherited by
 
 from __future__ import annotations
 
-import ssl
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import trustme
-
+from faxgw.testing.https_peer import HttpsPeer
 from faxgw.testing.idp_endpoints import DEVICE_GRANT as DEVICE_GRANT
 from faxgw.testing.idp_endpoints import OIDC_SCOPES as OIDC_SCOPES
 from faxgw.testing.idp_endpoints import EntraEndpoints
@@ -69,7 +66,7 @@ from faxgw.testing.idp_records import (
 )
 
 
-class LocalIdentityProvider(EntraEndpoints):
+class LocalIdentityProvider(EntraEndpoints, HttpsPeer):
     """An HTTPS identity provider on 127.0.0.1 with Entra's endpoint shapes.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``directory`` receives
@@ -88,16 +85,7 @@ class LocalIdentityProvider(EntraEndpoints):
         self._clock = clock
         self._offset = 0.0
         self._lock = threading.RLock()
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        if directory is None:
-            self._tempdir = tempfile.TemporaryDirectory(prefix="faxgw-idp-")
-            directory = Path(self._tempdir.name)
-        self._ca = trustme.CA()  # ECDSA keys: fast to make, per test
-        self.ca_file = directory / "idp-ca.pem"
-        self._ca.cert_pem.write_to_path(str(self.ca_file))
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._init_https("idp", directory)
         # Public switches and records (tests set and read them directly).
         self.access_token_lifetime = 3600
         self.device_interval = 1
@@ -117,48 +105,8 @@ class LocalIdentityProvider(EntraEndpoints):
 
     # -- life cycle -----------------------------------------------------------------------
 
-    def start(self) -> LocalIdentityProvider:
-        """Listen on 127.0.0.1 (a free port) with TLS, serving from a daemon thread."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(self))
-        server.daemon_threads = True
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self.port = server.server_address[1]
-        # A short poll interval: stop() waits for serve_forever to notice (default 0.5 s).
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.02,),
-                                        name="faxgw-idp", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket: the IdP is unreachable from now on."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def close(self) -> None:
-        """Stop and remove the temporary folder, if this IdP made one."""
-        self.stop()
-        if self._tempdir is not None:
-            self._tempdir.cleanup()
-            self._tempdir = None
-
-    def __enter__(self) -> LocalIdentityProvider:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def base_url(self) -> str:
-        """``https://localhost:PORT``."""
-        return f"https://localhost:{self.port}"
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return handler_for(self)
 
     @property
     def authority(self) -> str:
