@@ -32,25 +32,9 @@ from faxgw.testing.smtp_server import FaxSMTPServer
 from . import documents as docs
 from .conftest import PASSWORD, USER
 from .hostile_inputs import document_drops, manifest_drops, special_drops
+from .test_service import _config
 
 MAX_INPUT = 2 * 1024 * 1024
-
-
-def _config(tmp_path: Path, server: FaxSMTPServer) -> Path:
-    folder = tmp_path / "etc"
-    folder.mkdir()
-    (folder / "pw").write_text(PASSWORD)
-    (folder / "pw").chmod(0o600)
-    path = folder / "faxgw.toml"
-    path.write_text(
-        f'[spool]\ndir = "../spool"\nsettle_seconds = 0.2\n'
-        f'[smtp]\nhost = "{server.host}"\nport = {server.port}\nca_file = "{server.ca_file}"\n'
-        f'sender = "{USER}"\ntimeout_seconds = 10\n'
-        f'[auth]\nmethod = "password"\nusername = "{USER}"\npassword_file = "pw"\n'
-        f'[limits]\nmessages_per_minute = 0\nmax_input_bytes = {MAX_INPUT}\n'
-        f'render_seconds = "20s"\n'
-    )
-    return path
 
 
 def _jobs(spool: Path) -> list[dict[str, object]]:
@@ -96,7 +80,7 @@ def test_hostile_drops_while_the_service_runs(tmp_path: Path, samples: Path) -> 
     secret.write_text(f"{marker}\n")
     secret.chmod(0o600)
     with FaxSMTPServer(tls="starttls", users={USER: PASSWORD}) as server:
-        config = _config(tmp_path, server)
+        config = _config(tmp_path, server, max_input_bytes=MAX_INPUT, render_seconds="20s")
         spool = tmp_path / "spool"
         log = tmp_path / "service.log"
         # The log goes to a file: hundreds of items fill a pipe nobody reads meanwhile.

@@ -31,7 +31,8 @@ from faxgw.domain.jobs import JobState
 from faxgw.engine.worker import Worker
 from faxgw.testing.smtp_server import FaxSMTPServer
 
-from .conftest import PASSWORD, USER, MakeConfig
+from .conftest import MakeConfig
+from .test_service import _config
 
 NUMBER = "+4930123456"
 #: What the warning says when a render is tried once more.
@@ -118,22 +119,6 @@ def test_render_processes_start_only_when_a_job_needs_rendering(
 # --- the command line ----------------------------------------------------------------------
 
 
-def _config_file(tmp_path: Path, server: FaxSMTPServer, **limits: object) -> Path:
-    folder = tmp_path / "etc"
-    folder.mkdir(exist_ok=True)
-    (folder / "pw").write_text(PASSWORD)
-    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in limits.items())
-    path = folder / "faxgw.toml"
-    path.write_text(
-        f'[spool]\ndir = "../spool"\nsettle_seconds = 0.2\n'
-        f'[smtp]\nhost = "{server.host}"\nport = {server.port}\nca_file = "{server.ca_file}"\n'
-        f'sender = "{USER}"\ntimeout_seconds = 10\n'
-        f'[auth]\nmethod = "password"\nusername = "{USER}"\npassword_file = "pw"\n'
-        f"[limits]\nmessages_per_minute = 0\n{lines}\n"
-    )
-    return path
-
-
 def _jobs(config: Path) -> dict[str, tuple[str, int | None, str | None]]:
     """Each job's file name → (state, code, error), read from the job store."""
     database = config.parent.parent / "spool" / "state" / "faxgw.db"
@@ -156,7 +141,7 @@ def test_run_once_and_submit_render_in_a_process_they_can_stop(
 ) -> None:
     # Rendered in the command's own process, a render could not be stopped: 415 shows it ran
     # in a render process.
-    config = _config_file(tmp_path, smtp_server, render_seconds="1s")
+    config = _config(tmp_path, smtp_server, render_seconds="1s")
     submitted = _faxgw(config, "submit", "--to", NUMBER,
                        str(listing(tmp_path / "in" / "submitted.txt")))
     assert submitted.returncode == 1, submitted.stderr
@@ -196,7 +181,7 @@ CPU_SECONDS = 4
 def test_a_document_that_kills_its_render_process_fails_414_and_the_service_goes_on(
     tmp_path: Path, smtp_server: FaxSMTPServer, samples: Path
 ) -> None:
-    config = _config_file(tmp_path, smtp_server)
+    config = _config(tmp_path, smtp_server)
     heavy = listing(tmp_path / "in" / "listing.txt", megabytes=24)
     service = subprocess.Popen(
         [sys.executable, "-c", _LIMITED, str(CPU_SECONDS), "-m", "faxgw", "--config",
