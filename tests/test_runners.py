@@ -6,6 +6,7 @@ of runners that are gone (their lock is free), never those of a runner that live
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import os
@@ -191,3 +192,32 @@ def test_a_live_service_takes_over_the_jobs_of_a_killed_one(tmp_path: Path) -> N
             assert copies >= 1, f"{job_id} lost"
             if copies > 1:
                 assert job_id in recovered, f"{job_id} sent {copies} times without a record"
+
+
+def test_the_heartbeat_renews_the_claims_while_a_run_lasts(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner that works longer than a lease keeps its claims: the heartbeat moves their
+    lease forward (here with a lease of a third of a second, so that it beats often)."""
+    import faxgw.engine.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "LEASE_SECONDS", 0.3)
+    config = make_config(smtp_server)
+    worker = build_worker(config)
+    intake = worker.spool.submit("+4930123456", [samples / "note.txt"])
+    register(intake, config=config, store=worker.store, documents=worker.spool)
+    [claimed] = worker._claim()
+    assert claimed.lease_until is not None
+
+    async def beat_a_while() -> None:
+        heartbeat = asyncio.ensure_future(worker._heartbeat())
+        await asyncio.sleep(0.5)
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+
+    asyncio.run(beat_a_while())
+    renewed = worker.store.get(claimed.id)
+    assert renewed.owner == worker.owner
+    assert renewed.lease_until is not None and renewed.lease_until > claimed.lease_until
+    worker.close()

@@ -103,7 +103,7 @@ class Service:
             return
         self._last_failure = (what, now)
         log.error("! a round failed (the next one starts in %g s): %s", self.sweep_seconds,
-                  " ".join(what.split()), exc_info=exc if log.isEnabledFor(10) else None)
+                  " ".join(what.split()), exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
 
     async def _purge(self) -> None:
         self.worker.purge()

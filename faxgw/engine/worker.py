@@ -51,7 +51,7 @@ LEASE_SECONDS = 60.0
 #: How often a long-running worker looks for claims and marks of runners that are gone.
 REAP_SECONDS = 10.0
 
-__all__ = ["RunSummary", "Worker", "runner_id"]
+__all__ = ["RunSummary", "Worker"]
 
 
 class Worker(MailboxSessions):
@@ -76,8 +76,7 @@ class Worker(MailboxSessions):
         :mod:`faxgw.engine.renderpool`), started now, which open the job files with
         ``open_documents``; 0 renders in threads."""
         self.config = config
-        self.spool = spool
-        self.spool.ensure()
+        self.spool = spool  # made ready (Spool.ensure) before the store was opened in it
         self.transport = transport
         self.transport.warm()
         self.store = store
@@ -129,11 +128,17 @@ class Worker(MailboxSessions):
         """Renew this runner's claims every third of a lease, while a run lasts."""
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
-            if self._claimed:
-                until = self.clock() + timedelta(seconds=LEASE_SECONDS)
-                held = await asyncio.to_thread(self.store.renew, self.owner,
-                                               list(self._claimed), until)
-                self._claimed.intersection_update(held)
+            if not self._claimed:
+                continue
+            until = self.clock() + timedelta(seconds=LEASE_SECONDS)
+            try:
+                # On the loop, like every store call of the engine: a store's connection
+                # belongs to the thread that opened it (SQLite checks that).
+                held = self.store.renew(self.owner, list(self._claimed), until)
+            except Exception as exc:  # noqa: BLE001 - a missed beat is tried again next time
+                log.warning("! the claims could not be renewed: %s", exc)
+                continue
+            self._claimed.intersection_update(held)
 
     def reap(self) -> None:
         """Take back the claims and ``preparing`` marks of runners that are gone.

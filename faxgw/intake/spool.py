@@ -102,9 +102,7 @@ class Spool:
                     access.fit_dir(folder)
             for path in layout.database_files():
                 access.fit_file(path)
-        except SpoolError as exc:
-            raise SpoolError(f"cannot create the spool at {layout.root}: {exc}") from None
-        except OSError as exc:
+        except OSError as exc:  # a SpoolError above too: it is an OSError
             raise SpoolError(f"cannot create the spool at {layout.root}: {exc}") from None
 
     # -- assembling a job ----------------------------------------------------------------
