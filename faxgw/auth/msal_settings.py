@@ -31,6 +31,17 @@ def graph_scopes(resource: str, *, app_only: bool) -> tuple[str, ...]:
     return (f"{resource}/.default",) if app_only else (f"{resource}/Mail.Send",)
 
 
+def imap_scopes(smtp_scopes: tuple[str, ...], *, app_only: bool) -> tuple[str, ...]:
+    """Scopes for reading the mailbox by IMAP, on the same resource as the SMTP scopes: the
+    Outlook resource serves SMTP, IMAP and POP alike, so one sign-in (and its consent) covers
+    both. Delegated: ``IMAP.AccessAsUser.All``; app-only: the same ``.default`` as SMTP (with
+    ``IMAP.AccessAsApp`` granted to the app)."""
+    if app_only:
+        return smtp_scopes
+    resource = smtp_scopes[0].rpartition("/")[0] if smtp_scopes else ""
+    return (f"{resource or 'https://outlook.office.com'}/IMAP.AccessAsUser.All",)
+
+
 @dataclass(frozen=True)
 class OAuth2Settings:
     """What msal needs, resolved from ``[auth]`` and the provider preset."""

@@ -46,7 +46,7 @@ from msal.exceptions import MsalServiceError  # type: ignore[import-untyped]
 
 from ..config import Config
 from ..domain import codes
-from ..domain.errors import AuthError, ConfigError, ConnectError
+from ..domain.errors import AuthError, ConnectError
 from ..domain.signin import (
     APP_ONLY,
     SIGN_IN_NEEDED,
@@ -66,7 +66,7 @@ from .msal_settings import RESERVED_SCOPES as RESERVED_SCOPES
 from .msal_settings import SMTP_SEND_APP_ONLY as SMTP_SEND_APP_ONLY
 from .msal_settings import SMTP_SEND_DELEGATED as SMTP_SEND_DELEGATED
 from .msal_settings import OAuth2Settings as OAuth2Settings
-from .msal_settings import graph_scopes, settings_from_config
+from .msal_settings import graph_scopes, imap_scopes, settings_from_config
 from .token_cache import TokenStore, forget_account, read_statuses, usernames
 
 log = logging.getLogger("faxgw.auth")
@@ -130,22 +130,21 @@ class OAuth2Provider(DeviceCodeSignIn):
 
         ``[auth] scopes`` name the resource this provider signs in for (SMTP); a Graph token
         is a separate request with the ``[graph] cloud``'s scopes (:meth:`scopes_for`), from
-        the same sign-in. Other resources (IMAP) are a :class:`ConfigError` until they have
-        settings of their own.
+        the same sign-in; an IMAP token (reading reports) asks for IMAP on the SMTP resource.
 
         Raises :class:`OAuth2Error` (an ``AuthError``: 361, 370, 373, 374, 376) when a person
         must act, :class:`ConnectError` (360) when the identity provider cannot be reached.
         """
-        if resource not in (Resource.SMTP, Resource.GRAPH):
-            raise ConfigError(f"[auth]: no scopes are configured for {resource.value} tokens")
         return await asyncio.to_thread(self.acquire, account, force_refresh=force_refresh,
                                        resource=resource)
 
     def scopes_for(self, resource: Resource = Resource.SMTP) -> tuple[str, ...]:
         """The scopes of a token for ``resource``: ``[auth] scopes`` (or the preset's) for SMTP;
-        the ``[graph] cloud``'s Graph scopes for Graph."""
+        the ``[graph] cloud``'s Graph scopes for Graph; IMAP on the SMTP resource for IMAP."""
         if resource is Resource.GRAPH:
             return graph_scopes(self._config.graph.resource, app_only=self.settings.app_only)
+        if resource is Resource.IMAP:
+            return imap_scopes(self.settings.scopes, app_only=self.settings.app_only)
         return self.settings.scopes
 
     def acquire(self, account: str, *, force_refresh: bool = False,

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..domain.errors import ConfigError
+from .confirm import InboxConfig, NotifyConfig
 from .sections import (
     CLIENT_CERTIFICATE_PASSWORD_ENV,
     CLIENT_SECRET_ENV,
@@ -41,7 +42,8 @@ from .values import is_loopback, parse_duration, split_listen
 
 __all__ = [
     "CLIENT_CERTIFICATE_PASSWORD_ENV", "CLIENT_SECRET_ENV", "CONFIG_ENV", "DEFAULT_CONFIG",
-    "GRAPH_CLOUDS", "PASSWORD_ENV", "AuthConfig", "Config", "GraphConfig", "IntakeConfig",
+    "GRAPH_CLOUDS", "PASSWORD_ENV", "AuthConfig", "Config", "GraphConfig", "InboxConfig",
+    "IntakeConfig", "NotifyConfig",
     "LimitsConfig", "NumbersConfig", "RetryConfig", "ServiceConfig", "SmtpConfig",
     "SpoolConfig", "TransportConfig", "WebConfig", "config_from_dict", "find_config_path",
     "is_loopback", "load_config", "parse_duration", "split_listen",
@@ -130,6 +132,8 @@ def config_from_dict(raw: dict[str, Any], *, base: Path, source: Path | None = N
             "smtp": config.smtp.model_copy(update={"ca_file": _resolve(base, config.smtp.ca_file)}),
             "graph": config.graph.model_copy(update={"ca_file": _resolve(base,
                                                                          config.graph.ca_file)}),
+            "inbox": config.inbox.model_copy(update={"ca_file": _resolve(base,
+                                                                         config.inbox.ca_file)}),
             "service": config.service.model_copy(
                 update={"cover_template": _resolve(base, config.service.cover_template)}
             ),

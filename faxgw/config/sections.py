@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..domain.errors import ConfigError
+from .confirm import InboxConfig, NotifyConfig
 from .values import check_template, is_loopback, parse_duration, split_listen
 
 PASSWORD_ENV = "FAXGW_SMTP_PASSWORD"
@@ -335,6 +336,8 @@ class Config(_Section):
     web: WebConfig = WebConfig()
     transport: TransportConfig = TransportConfig()
     graph: GraphConfig = GraphConfig()
+    inbox: InboxConfig = InboxConfig()
+    notify: NotifyConfig = NotifyConfig()
     #: The file this configuration was read from (None when built in code).
     source: Path | None = Field(default=None, exclude=True)
 
