@@ -7,10 +7,11 @@ Interfaces only; the adapters live in their own folders and are chosen in one pl
     ──────────────────   ─────────────────────────────   ──────────────────────────────
     Transport, Session   transport.smtp (aiosmtplib),
                          transport.graph (httpx)
-    JobStore             store.sqlite                    store.postgres
+    JobStore             store.sqlite, store.postgres
+    ReportStore          store.sqlite, store.postgres
     DocumentStore        intake.spool (job folders)      documents kept in PostgreSQL
     CredentialProvider   auth (none, password, oauth2)   the same, for Graph and IMAP too
-    Inbox                (declared)                      inbox.imap, inbox.graph
+    Inbox                inbox.imap (aioimaplib)         inbox.graph
 
 The engine never imports an adapter: it is handed these. A failure crosses a port already
 classified (:class:`~faxgw.domain.errors.DeliveryError` with its
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from .domain.jobs import HistoryEvent, Job, JobState
+from .domain.reports import Report
 from .domain.signin import AccountStatus, KeepaliveResult
 
 __all__ = [
@@ -110,6 +112,9 @@ class Resource(StrEnum):
     SMTP = "smtp"
     GRAPH = "graph"
     IMAP = "imap"
+    #: Reading and moving the mailbox's mail through Graph (Mail.ReadWrite): the Graph
+    #: resource again, asked for apart from sending so that a sender-only grant keeps working.
+    GRAPH_MAIL = "graph-mail"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +236,32 @@ class Inbox(Protocol):
 # -- the record of truth ------------------------------------------------------------------
 
 
+class ReportStore(abc.ABC):
+    """The reports read from sending mailboxes (each once, by its unique ``key``, with its
+    raw message), and where the reader is in each mailbox."""
+
+    @abc.abstractmethod
+    def add_report(self, report: Report) -> bool:
+        """Record ``report``; False (and nothing changed) when its key is already known."""
+
+    @abc.abstractmethod
+    def get_report(self, key: str) -> Report | None:
+        """The report recorded with this key, if any."""
+
+    @abc.abstractmethod
+    def reports(self, *, job_id: str | None = None, unmatched: bool = False,
+                limit: int = 100) -> list[Report]:
+        """Reports, newest first: of one job, only those tied to no job, or all."""
+
+    @abc.abstractmethod
+    def inbox_cursor(self, mailbox: str) -> str | None:
+        """Where the reader of ``mailbox`` left off (None: from the start)."""
+
+    @abc.abstractmethod
+    def save_inbox_cursor(self, mailbox: str, cursor: str) -> None:
+        """Remember where the reader of ``mailbox`` is."""
+
+
 class JobStore(abc.ABC):
     """Jobs and their append-only history: the record of truth for every accepted job.
 
@@ -259,6 +290,10 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def exists(self, job_id: str) -> bool:
         """Whether a job with exactly this id is stored."""
+
+    @abc.abstractmethod
+    def unknown(self, job_ids: Iterable[str]) -> set[str]:
+        """Those of ``job_ids`` the store holds no job for (exact ids)."""
 
     @abc.abstractmethod
     def list_jobs(
@@ -347,8 +382,19 @@ class JobStore(abc.ABC):
         before their jobs were rendered; their ids (they are rendered when they are sent)."""
 
     @abc.abstractmethod
+    def sent_before(self, before: datetime, *, limit: int = 500) -> list[Job]:
+        """Jobs in ``sent`` whose last change was before ``before`` (awaiting a report for
+        too long), oldest first."""
+
+    @abc.abstractmethod
+    def to_notify(self, states: Iterable[JobState], *, limit: int = 500) -> list[Job]:
+        """Jobs with a ``notify`` address, in one of ``states``, whose present outcome
+        (``state:code``) differs from the ``notified`` one, oldest change first."""
+
+    @abc.abstractmethod
     def purge(self, before: datetime) -> list[str]:
-        """Delete finished jobs (sent, failed, cancelled) last changed before ``before``."""
+        """Delete finished jobs (sent, confirmed, unconfirmed, failed, cancelled) last changed
+        before ``before``, with their history and reports."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -13,7 +13,8 @@ that subclasses it under a ``Test…`` name and provides one fixture, ``make_sto
 
     import pytest
 
-    from faxgw.ports import JobStore
+    from faxgw.domain.reports import MatchedBy, Outcome, Report
+from faxgw.ports import JobStore, ReportStore
     from faxgw.store.postgres import PostgresJobStore
 
     from .conftest import FakeClock
@@ -72,7 +73,8 @@ from faxgw.domain.jobs import (
     JobState,
     new_job_id,
 )
-from faxgw.ports import JobStore
+from faxgw.domain.reports import MatchedBy, Outcome, Report
+from faxgw.ports import JobStore, ReportStore
 
 from .conftest import FakeClock
 
@@ -123,11 +125,16 @@ def put_in_state(
                   state=JobState.FAILED if failed else JobState.QUEUED,
                   code=codes.INVALID_NUMBER if failed else None)
     store.add(job)
-    if state in (JobState.SENDING, JobState.SENT, JobState.DEFERRED):
+    reported = state in (JobState.CONFIRMED, JobState.UNCONFIRMED)
+    if state in (JobState.SENDING, JobState.SENT, JobState.DEFERRED) or reported:
         assert ids(claim(store, clock, owner=owner)) == [job.id], "another job was due"
-        if state is JobState.SENT:
+        if state is JobState.SENT or reported:
             store.transition(job.id, JobState.SENT, event="sent", code=codes.SENT,
                              count_attempt=True, owner=owner)
+        if state is JobState.CONFIRMED:
+            store.transition(job.id, state, event="confirmed", code=codes.CONFIRMED)
+        elif state is JobState.UNCONFIRMED:
+            store.transition(job.id, state, event="unconfirmed", code=codes.UNCONFIRMED)
         elif state is JobState.DEFERRED:
             store.transition(job.id, JobState.DEFERRED, event="deferred",
                              code=codes.TRY_LATER, count_attempt=True, owner=owner,
@@ -819,7 +826,8 @@ class JobStoreContract:
             "code": codes.REJECTED, "next_attempt_at": when, "attempts": 5,
             "created": when - timedelta(days=1), "last_reply": "550 no",
             "age_from": when - timedelta(hours=1), "paused_since": when - timedelta(minutes=1),
-            "preparing": "render-9",
+            "preparing": "render-9", "notify": "someone@contoso.com",
+            "notified": "failed:540",
         }
         assert set(values) == UPDATABLE
         job = put_in_state(store, clock, JobState.QUEUED)
@@ -867,7 +875,8 @@ class JobStoreContract:
         (an update) stays."""
         old = {state: put_in_state(store, clock, state) for state in (
             JobState.SENT, JobState.DEFERRED, JobState.SENDING, JobState.FAILED,
-            JobState.CANCELLED, JobState.HELD, JobState.QUEUED)}
+            JobState.CANCELLED, JobState.HELD, JobState.CONFIRMED, JobState.UNCONFIRMED,
+            JobState.QUEUED)}
         touched = put_in_state(store, clock, JobState.FAILED)
         clock.advance(86400)
         store.update(touched.id, note="looked at")
@@ -875,7 +884,8 @@ class JobStoreContract:
         cutoff = clock()
         clock.advance(1)
         recent = put_in_state(store, clock, JobState.CANCELLED)
-        gone = {old[JobState.SENT].id, old[JobState.FAILED].id, old[JobState.CANCELLED].id}
+        gone = {old[state].id for state in (JobState.SENT, JobState.FAILED, JobState.CANCELLED,
+                                            JobState.CONFIRMED, JobState.UNCONFIRMED)}
         assert sorted(store.purge(cutoff)) == sorted(gone)
         for job_id in gone:
             assert not store.exists(job_id)
@@ -887,3 +897,90 @@ class JobStoreContract:
             assert store.exists(job.id) and store.history(job.id)
         assert store.purge(cutoff) == []
         assert sum(store.counts().values()) == len(kept) + 3
+
+    # -- what came back: reports, cursors, unconfirmed, notifications -----------------------
+
+    @staticmethod
+    def _report(key: str, clock: FakeClock, *, job_id: str | None = None) -> Report:
+        return Report(key=key, mailbox="fax@contoso.com", received=clock(),
+                      sender="confirmations@interfax.example", subject="Fax confirmation",
+                      kind="interfax-csv", outcome=Outcome.DELIVERED, code=codes.CONFIRMED,
+                      job_id=job_id, matched_by=MatchedBy.MESSAGE_ID if job_id else
+                      MatchedBy.NONE, summary="delivered, 2 pages", raw=b"raw\r\nbytes\x00\xff")
+
+    def test_a_report_is_recorded_once_and_round_trips(self, store: JobStore,
+                                                       clock: FakeClock) -> None:
+        assert isinstance(store, ReportStore)
+        job = put_in_state(store, clock, JobState.SENT)
+        report = self._report("fax@contoso.com/7:1", clock, job_id=job.id)
+        assert store.add_report(report) is True
+        assert store.add_report(dataclasses.replace(report, summary="again")) is False
+        assert store.get_report(report.key) == report
+        assert store.get_report("fax@contoso.com/7:2") is None
+        assert store.reports(job_id=job.id) == [report]
+
+    def test_reports_newest_first_and_the_unmatched_alone(self, store: JobStore,
+                                                         clock: FakeClock) -> None:
+        assert isinstance(store, ReportStore)
+        job = put_in_state(store, clock, JobState.SENT)
+        store.add_report(self._report("m/1", clock, job_id=job.id))
+        clock.advance(1)
+        store.add_report(self._report("m/2", clock))
+        clock.advance(1)
+        store.add_report(self._report("m/3", clock, job_id=job.id))
+        assert [r.key for r in store.reports()] == ["m/3", "m/2", "m/1"]
+        assert [r.key for r in store.reports(limit=2)] == ["m/3", "m/2"]
+        assert [r.key for r in store.reports(unmatched=True)] == ["m/2"]
+        assert [r.key for r in store.reports(job_id=job.id)] == ["m/3", "m/1"]
+
+    def test_purge_takes_a_jobs_reports_and_old_unmatched_ones(self, store: JobStore,
+                                                               clock: FakeClock) -> None:
+        assert isinstance(store, ReportStore)
+        job = put_in_state(store, clock, JobState.CONFIRMED)
+        store.add_report(self._report("m/1", clock, job_id=job.id))
+        store.add_report(self._report("m/2", clock))
+        clock.advance(10)
+        store.add_report(self._report("m/3", clock))
+        assert store.purge(clock() - timedelta(seconds=5)) == [job.id]
+        assert [r.key for r in store.reports()] == ["m/3"]
+
+    def test_inbox_cursor_per_mailbox_any_case(self, store: JobStore, clock: FakeClock) -> None:
+        assert isinstance(store, ReportStore)
+        assert store.inbox_cursor("fax@contoso.com") is None
+        store.save_inbox_cursor("fax@contoso.com", "17:4")
+        store.save_inbox_cursor("FAX@Contoso.com", "17:9")
+        store.save_inbox_cursor("other@contoso.com", "3:1")
+        assert store.inbox_cursor("fax@contoso.com") == "17:9"
+        assert store.inbox_cursor("other@contoso.com") == "3:1"
+
+    def test_sent_before_lists_only_sent_jobs_changed_before(self, store: JobStore,
+                                                            clock: FakeClock) -> None:
+        old = put_in_state(store, clock, JobState.SENT)
+        put_in_state(store, clock, JobState.CONFIRMED)
+        cutoff = clock() + timedelta(seconds=1)
+        clock.advance(2)
+        put_in_state(store, clock, JobState.SENT)
+        assert [job.id for job in store.sent_before(cutoff)] == [old.id]
+
+    def test_to_notify_until_the_outcome_is_told(self, store: JobStore,
+                                                 clock: FakeClock) -> None:
+        told = put_in_state(store, clock, JobState.FAILED)
+        quiet = put_in_state(store, clock, JobState.FAILED)
+        store.update(told.id, notify="someone@contoso.com")
+        waiting = put_in_state(store, clock, JobState.QUEUED)
+        store.update(waiting.id, notify="someone@contoso.com")
+        assert [j.id for j in store.to_notify([JobState.FAILED])] == [told.id]
+        assert store.to_notify([JobState.CONFIRMED]) == []
+        assert store.to_notify([]) == []
+        store.update(told.id, notified=f"failed:{codes.INVALID_NUMBER}")
+        assert store.to_notify([JobState.FAILED]) == []
+        assert quiet.notify == ""
+
+    def test_unknown_names_the_ids_without_a_job(self, store: JobStore,
+                                                 clock: FakeClock) -> None:
+        known = [put_in_state(store, clock, JobState.FAILED).id for _ in range(3)]
+        strangers = [f"0193a4f2c1d0-{n:08x}" for n in range(1200)]  # more than one batch
+        assert store.unknown([*known, *strangers, known[0]]) == set(strangers)
+        assert store.unknown(known) == set()
+        assert store.unknown([]) == set()
+        assert store.unknown([known[0][:8]]) == {known[0][:8]}  # exact ids, not prefixes

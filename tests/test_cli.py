@@ -169,3 +169,26 @@ def test_numbers_are_masked_in_the_log(configured: Path, samples: Path, tmp_path
     assert "1 sent" in result.stdout
     assert "taken from outgoing/+493012xxxx/note.txt" in result.stderr
     assert "+4930123456" not in result.stderr and "4930123456" not in result.stderr
+
+
+def test_notify_names_one_address_or_nothing_is_made(configured: Path, samples: Path,
+                                                     tmp_path: Path) -> None:
+    """``--notify`` that is not one address is refused with 409 (no job); a manifest's is a
+    failed job with 409 and its files kept; a good one is stored with the job."""
+    refused = faxgw("submit", "--to", "+4930123456", str(samples / "letter.pdf"), "--notify",
+                    "a@b.example, c@d.example", config=configured, check=False)
+    assert refused.returncode == 2 and "code 409" in refused.stderr
+    assert json.loads(faxgw("jobs", "--json", config=configured).stdout) == []
+    good = faxgw("submit", "--to", "+4930123456", str(samples / "letter.pdf"), "--notify",
+                 "dr.weber@contoso.com", "--json", config=configured)
+    out = tmp_path / "spool" / "outgoing"
+    shutil.copy(samples / "note.txt", out / "note.txt")
+    (out / "bad.fax").write_text('to = "+4930123456"\nfiles = ["note.txt"]\n'
+                                 'notify = "nobody"\n')
+    faxgw("run", "--once", config=configured)
+    jobs = {row["source"]: row for row in json.loads(faxgw("jobs", "--json",
+                                                           config=configured).stdout)}
+    assert jobs["outgoing/bad.fax"]["state"] == "failed"
+    assert jobs["outgoing/bad.fax"]["code"] == 409 and jobs["outgoing/bad.fax"]["notify"] == ""
+    assert jobs["submit"]["id"] == json.loads(good.stdout)["id"]
+    assert jobs["submit"]["notify"] == "dr.weber@contoso.com"

@@ -61,7 +61,7 @@ class Gateway:
         self.idp = idp
         self.graph = graph
         self.config_file = root / "etc" / "faxgw.toml"
-        self.config_file.parent.mkdir()
+        self.config_file.parent.mkdir(exist_ok=True)
         self.outputs: list[str] = []
         self.configure()
 
@@ -89,6 +89,13 @@ class Gateway:
         return load_config(self.config_file)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = self.run_cli(*args)
+        assert done.returncode == 0, f"faxgw {' '.join(args)}: exit {done.returncode}\n" \
+                                     f"{done.stdout}\n{done.stderr}"
+        return done
+
+    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``faxgw`` in a subprocess with this configuration, whatever its exit code."""
         clean = {k: v for k, v in os.environ.items()
                  if not k.startswith("FAXGW_") and k not in ("REQUESTS_CA_BUNDLE",
                                                             "SSL_CERT_FILE")}
@@ -97,8 +104,6 @@ class Gateway:
             capture_output=True, text=True, timeout=60, cwd=self.root,
             env={**clean, "PYTHONPATH": str(REPO)}, check=False)
         self.outputs += [done.stdout, done.stderr]
-        assert done.returncode == 0, f"faxgw {' '.join(args)}: exit {done.returncode}\n" \
-                                     f"{done.stdout}\n{done.stderr}"
         return done
 
     def sign_in(self, account: str = ACCOUNT) -> None:
@@ -162,7 +167,7 @@ def _summary(summary: RunSummary) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_run_once_sends_the_same_mime_by_graph_with_a_graph_token(
+def test_run_once_sends_by_graph_with_a_graph_token(
     gateway: Gateway, graph: LocalGraph, idp: LocalIdentityProvider, samples: Path
 ) -> None:
     gateway.sign_in()
@@ -183,8 +188,10 @@ def test_run_once_sends_the_same_mime_by_graph_with_a_graph_token(
     payload = attachment.get_payload(decode=True)
     assert isinstance(payload, bytes) and payload.startswith(b"%PDF")
     assert ("sent", "server replied 202 Accepted by Graph") in gateway.events(job_id)
-    # The Graph token came from the refresh token (a request of its own).
-    assert idp.requests["refresh_token"] >= 1
+    # save_to_sent_items = false (the default): JSON sendMail, no copy in Sent Items.
+    assert (received.form, received.saved_to_sent_items, graph.sent_items) == ("json", False, [])
+    # The sign-in was for Graph: its token came with the sign-in, no refresh was needed.
+    assert idp.requests["refresh_token"] == 0
     for token in idp.issued_tokens() + idp.refresh_tokens():
         assert token[:32] not in "\n".join(gateway.outputs)
 
@@ -415,6 +422,7 @@ def _large_message(size: int) -> tuple[bytes, bytes]:
     message["To"] = f"{NUMBER}@fax.example.net"
     message["Subject"] = "Fax to +4930123456"
     message["Message-ID"] = "<large.1@faxgw.example>"
+    message["X-Faxgw-Job"] = "large-1"
     message.set_content("A fax.\n")
     message.add_attachment(content, maintype="application", subtype="pdf", filename="fax.pdf")
     return message.as_bytes(), content
@@ -441,15 +449,26 @@ def _send_direct(gateway: Gateway, message: bytes) -> str:
         provider.close()
 
 
+@pytest.mark.parametrize(("save", "form"), [(False, "json"), (True, "mime")])
 def test_a_6_mb_fax_goes_through_an_upload_session_in_chunks_without_the_token(
-    gateway: Gateway, graph: LocalGraph
+    gateway: Gateway, graph: LocalGraph, save: bool, form: str
 ) -> None:
     gateway.sign_in()
+    gateway.configure(graph={"save_to_sent_items": save})
     message, content = _large_message(6 * 1024 * 1024)
 
-    assert _send_direct(gateway, message) == "202 Accepted by Graph"
+    reply = _send_direct(gateway, message)
 
+    # A draft's send always keeps a copy in Sent Items; the reply says so when it was not
+    # wanted.
+    assert reply == ("202 Accepted by Graph" if save else
+                     "202 Accepted by Graph (a draft sent by the upload path: Graph keeps a "
+                     "copy in Sent Items)")
     [received] = graph.messages
+    assert received.form == f"draft+{form}" and graph.sent_items == [received]
+    assert received.message["X-Faxgw-Job"] == "large-1"
+    assert received.message["Subject"] == "Fax to +4930123456"
+    assert received.message["To"] == f"{NUMBER}@fax.example.net"
     assert received.message["Message-ID"] == "<large.1@faxgw.example>"
     [attachment] = list(received.message.iter_attachments())
     assert attachment.get_filename() == "fax.pdf"

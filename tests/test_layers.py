@@ -26,11 +26,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "store": frozenset({"domain", "ports"}),
     "auth": frozenset({"domain", "config", "ports", "fsutil"}),
     "transport": frozenset({"domain", "config", "ports"}),
+    "inbox": frozenset({"domain", "config", "ports"}),
     "intake": frozenset({"domain", "config", "fax", "render", "ports", "fsutil"}),
-    "engine": frozenset({"domain", "config", "fax", "render", "intake", "ports"}),
-    "app": frozenset({"domain", "config", "ports", "fax", "render", "intake", "engine",
-                      "store", "auth", "transport", "fsutil"}),
-    "cli": frozenset({"app", "domain", "config", "fax", "fsutil", "redact", "testing", "web"}),
+    "confirm": frozenset({"domain", "config", "fax"}),
+    "engine": frozenset({"domain", "config", "fax", "render", "intake", "ports", "confirm"}),
+    "app": frozenset({"domain", "config", "ports", "fax", "render", "intake", "engine", "confirm",
+                      "store", "auth", "transport", "fsutil", "inbox", "devices"}),
+    "devices": frozenset({"domain", "config", "fax", "fsutil"}),
+    "cli": frozenset({"app", "domain", "config", "fax", "fsutil", "redact", "testing", "web",
+                      "devices"}),
     "web": frozenset({"app", "domain", "config", "fax", "fsutil", "redact"}),
     "__main__": frozenset({"cli"}),
     "__init__": frozenset(),
@@ -39,10 +43,13 @@ ALLOWED: dict[str, frozenset[str]] = {
 #: Third-party clients and the only parts that may use them.
 CLIENTS: dict[str, frozenset[str]] = {
     "aiosmtplib": frozenset({"transport", "testing"}),
-    "httpx": frozenset({"transport", "testing"}),
-    "aiosmtpd": frozenset({"testing"}),
+    "httpx": frozenset({"transport", "inbox", "testing"}),
+    "aioimaplib": frozenset({"inbox", "testing"}),
+    "aiosmtpd": frozenset({"devices", "testing"}),
     "msal": frozenset({"auth", "testing"}),
     "sqlite3": frozenset({"store", "cli"}),  # cli: one line for an error reaching main
+    "psycopg": frozenset({"store"}),  # its errors leave the store as StoreError
+    "psycopg_pool": frozenset({"store"}),
     "click": frozenset({"cli"}),
 }
 

@@ -124,7 +124,7 @@ def _user_version(path: Path) -> int:
 
 
 def test_new_database_is_at_the_current_version(store: SQLiteJobStore) -> None:
-    assert _user_version(store.path) == SCHEMA_VERSION == 2
+    assert _user_version(store.path) == SCHEMA_VERSION == 3
 
 
 def test_version_1_database_is_upgraded_and_keeps_its_jobs(tmp_path: Path,

@@ -109,6 +109,14 @@ def browser() -> Iterator[object]:
             launched.close()
 
 
+def pictures_loaded(page: object) -> None:
+    """Wait until every picture on the page has loaded (and none is broken)."""
+    images = page.locator("img")  # type: ignore[attr-defined]
+    for index in range(images.count()):
+        sync_api.expect(images.nth(index)).to_have_js_property("complete", True)
+        assert images.nth(index).evaluate("image => image.naturalWidth") > 0
+
+
 def run_worker(config: Config) -> RunSummary:
     """One worker round, as ``faxgw run --once`` does (in a thread: Playwright's sync API
     owns this thread's event loop)."""
@@ -134,6 +142,10 @@ def test_an_admin_signs_in_sends_and_retries_in_the_browser(
     with Console(config) as console:
         context = browser.new_context(viewport={"width": 1200, "height": 860})  # type: ignore[attr-defined]
         page = context.new_page()
+        # Whatever the Content-Security-Policy blocks, the browser says in its console.
+        refused: list[str] = []
+        context.on("console", lambda message: refused.append(message.text)
+                   if "Content Security Policy" in message.text else None)
 
         def shot(name: str) -> None:
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
@@ -186,20 +198,37 @@ def test_an_admin_signs_in_sends_and_retries_in_the_browser(
         page.get_by_label("Cover page").check()
         page.get_by_role("button", name="Preview").click()
         expect(page.locator("main")).to_contain_text("within every limit")
+        pictures = page.get_by_role("img", name=re.compile(r"^Page \d+ of \d+$"))
+        expect(pictures.first).to_be_visible()
+        count = pictures.count()
+        assert count >= 3  # the cover page, the letter, the scan
+        for index in range(count):  # each one loaded: the policy lets the console's own in
+            pictures.nth(index).scroll_into_view_if_needed()
+            expect(pictures.nth(index)).to_have_js_property("complete", True)
+            assert pictures.nth(index).evaluate("image => image.naturalWidth") == 400
         shot("06-send-a-fax-preview")
+        preview_url = pictures.first.get_attribute("src")
         page.get_by_label("Documents").set_input_files(documents)
         page.get_by_role("button", name="Send").click()
         expect(page.get_by_role("heading", name=re.compile("^Job "))).to_contain_text("queued")
         sent_id = page.url.rsplit("/", 1)[1]
+        expect(page.get_by_role("img", name="Page 1 of", exact=False)).to_be_visible()
+        pictures_loaded(page)
         shot("07-job-queued")
         fax = page.request.get(console.url + f"/jobs/{sent_id}/fax")
         assert fax.ok and fax.body().startswith(b"%PDF")
 
-        assert run_worker(config).sent == 1
+        # Job status refreshes itself: the job turns sent without a reload.
         page.get_by_role("link", name="Job status", exact=True).click()
         row = page.get_by_role("row", name=re.compile(sent_id))
-        expect(row).to_contain_text("sent")
+        expect(row).to_contain_text("queued")
+        expect(page.get_by_text("This table refreshes by itself")).to_be_visible()
+        page.evaluate("window.faxgwSamePage = true")  # gone if the page were loaded again
+        assert run_worker(config).sent == 1
+        expect(row).to_contain_text("sent", timeout=15_000)
         expect(row).to_contain_text("100")
+        assert page.evaluate("window.faxgwSamePage") is True
+        shot("07b-job-status-live")
         assert smtp.messages[0].message["Subject"] == "Order 4711"
 
         # A fax the mail server refuses fails; Retry sends it again.
@@ -238,8 +267,31 @@ def test_an_admin_signs_in_sends_and_retries_in_the_browser(
         expect(page.get_by_role("heading", name="Email server")).to_be_visible()
         shot("12-email-server-phone")
         page.goto(console.url + "/jobs")
+        expect(page.get_by_text("This table refreshes by itself")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
         shot("13-job-status-phone")
+        page.goto(console.url + "/send")
+        page.get_by_label("Fax number").fill(NUMBER)
+        page.get_by_label("Documents").set_input_files(documents)
+        page.get_by_role("button", name="Preview").click()
+        expect(page.get_by_role("img", name="Page 1 of", exact=False)).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways
+        pictures_loaded(page)
+        shot("14-send-a-fax-preview-phone")
+        latest = page.get_by_role("img", name="Page 1 of", exact=False).get_attribute("src")
+        page.goto(console.url + f"/jobs/{sent_id}")
+        expect(page.get_by_role("img", name="Page 1 of", exact=False)).to_be_visible()
+        pictures_loaded(page)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot("15-job-phone")
         phone.close()
+        # The session's latest preview replaced the one before; a stranger gets neither.
+        assert latest and context.request.get(console.url + latest).ok
+        assert preview_url and context.request.get(console.url + preview_url).status == 404
+        stranger = browser.new_context()  # type: ignore[attr-defined]
+        assert stranger.request.get(console.url + latest).url.endswith("/login")
+        stranger.close()
+        assert refused == []
 
         page = context.new_page()
         page.goto(console.url + "/server")

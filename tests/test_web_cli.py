@@ -1,5 +1,6 @@
 """``faxgw web`` as a user runs it: the console alone, stopped cleanly by SIGTERM or Ctrl-C;
-a non-loopback address without TLS refused as a configuration error."""
+a non-loopback address without TLS refused as a configuration error; beside the worker, its
+``/metrics`` has the worker's render and send durations."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from faxgw.app.wiring import build_worker
 from faxgw.engine.scheduler import Service
+from faxgw.intake.layout import SpoolLayout
 from faxgw.testing.smtp_server import FaxSMTPServer
 from faxgw.web import credentials
 from faxgw.web.server import beside
@@ -91,7 +94,8 @@ def test_the_console_runs_beside_the_worker_in_one_loop(make_config: MakeConfig,
                                                          smtp_server: FaxSMTPServer,
                                                          samples: Path) -> None:
     """What ``faxgw run`` does with ``[web] listen`` set: the service and the console in one
-    event loop, one stop event for both; a fax posted to the API goes out by itself."""
+    event loop, one stop event for both; a fax posted to the API goes out by itself, and
+    ``/metrics`` then counts its render and its send."""
     port = _free_port()
     config = make_config(smtp_server, web={"listen": f"127.0.0.1:{port}"})
     token = credentials.add_api_token(config.web.api_token_file)
@@ -122,13 +126,21 @@ def test_the_console_runs_beside_the_worker_in_one_loop(make_config: MakeConfig,
             status, created = call("POST", "/api/jobs", body,
                                    f"multipart/form-data; boundary={boundary}")
             assert status == 201, created
+            # A file dropped into the spool: the worker renders it (a console job is
+            # rendered when it is submitted).
+            drop = SpoolLayout(config.spool.dir).outgoing / "+4930123457"
+            drop.mkdir(parents=True, exist_ok=True)
+            (drop / "dropped.txt").write_bytes(document)
             deadline = time.monotonic() + 30
             while True:
                 state = call("GET", f"/api/jobs/{created['id']}")[1]["state"]
-                if state == "sent" or time.monotonic() > deadline:
+                done = state == "sent" and len(smtp_server.messages) == 2
+                if done or time.monotonic() > deadline:
                     with urllib.request.urlopen(base + "/readyz", timeout=5) as answer:
                         ready = json.load(answer)
                     assert ready["ready"] and ready["worker"] == "ok", ready
+                    with urllib.request.urlopen(base + "/metrics", timeout=5) as answer:
+                        metrics.append(answer.read().decode())
                     return str(state)
                 time.sleep(0.2)
         finally:
@@ -139,15 +151,28 @@ def test_the_console_runs_beside_the_worker_in_one_loop(make_config: MakeConfig,
         worker = build_worker(config)
         try:
             service = Service(worker)
-            running = [service.run(stop), console(stop, lambda: service.last_round_at)]
+            running = [service.run(stop), console(stop, lambda: service.last_round_at,
+                                                  worker.observations)]
             outcome, *_ = await asyncio.gather(asyncio.to_thread(client, stop), *running)
         finally:
             worker.close()
         return str(outcome)
 
+    metrics: list[str] = []
     loop = asyncio.new_event_loop()
     try:
         assert loop.run_until_complete(main()) == "sent"
     finally:
         loop.close()
-    assert len(smtp_server.messages) == 1
+    assert len(smtp_server.messages) == 2
+    families = {f.name: f for f in text_string_to_metric_families(metrics[0])}
+    for name in ("faxgw_send_duration_seconds", "faxgw_render_duration_seconds"):
+        assert families[name].type == "histogram"
+        samples = {s.name: s for s in families[name].samples if not s.labels}
+        assert samples[f"{name}_count"].value >= 1, metrics[0]
+        assert samples[f"{name}_sum"].value > 0
+        infinite = [s for s in families[name].samples if s.labels.get("le") == "+Inf"]
+        assert infinite[0].value == samples[f"{name}_count"].value
+    assert families["faxgw_mailbox_sessions"].type == "gauge"
+    assert {s.labels["mailbox"] for s in families["faxgw_mailbox_sessions"].samples} == {
+        config.smtp.sender.lower()}

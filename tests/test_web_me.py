@@ -270,12 +270,111 @@ def test_send_as_me_leaves_the_admins_sign_in_under_way_alone(
     assert states == {ACCOUNT: "signed in", OTHER: "signed in"}
 
 
-def test_send_as_me_sign_ins_under_way_are_bounded(config: Config) -> None:
-    from faxgw.web.signin_flow import MAX_PENDING, PendingSignIns
+def _start(client: TestClient) -> object:
+    token = csrf_of(client.get("/login/me").text)
+    return client.post("/login/me", data={"csrf": token, "action": "start"})
 
-    pending = PendingSignIns(config)
-    keys = [pending.new()[0] for _ in range(MAX_PENDING + 1)]
-    assert pending.get(keys[0]) is None  # the oldest made room
-    assert all(pending.get(key) is not None for key in keys[1:])
-    pending.close()
-    assert pending.get(keys[-1]) is None
+
+def test_send_as_me_sign_ins_under_way_are_limited(
+        app: object, idp: LocalIdentityProvider) -> None:
+    from faxgw.web.signin_flow import MAX_PENDING
+
+    idp.device_interval = 1  # nobody finishes: every sign-in stays under way
+    clients = [_client(app) for _ in range(MAX_PENDING + 1)]
+    for client in clients[:MAX_PENDING]:
+        assert _start(client).status_code == 303  # type: ignore[attr-defined]
+        assert '<span class="usercode">' in client.get("/login/me").text
+    refused = _start(clients[-1])
+    assert refused.status_code == 429  # type: ignore[attr-defined]
+    page = html.unescape(refused.text)  # type: ignore[attr-defined]
+    assert "Too many people are signing in" in page and "Try again in a minute" in page
+    assert 'role="alert"' in page and 'class="usercode"' not in page
+    pending = app.state.web.pending  # type: ignore[attr-defined]
+    assert pending.waiting() == MAX_PENDING
+    # A browser that already waits keeps its own sign-in (its page still shows the code).
+    assert _start(clients[0]).status_code == 303  # type: ignore[attr-defined]
+    assert '<span class="usercode">' in clients[0].get("/login/me").text
+    # One gives up: there is room for the next.
+    token = csrf_of(clients[0].get("/login/me").text)
+    clients[0].post("/login/me", data={"csrf": token, "action": "cancel"})
+    assert pending.waiting() == MAX_PENDING - 1
+    assert _start(clients[-1]).status_code == 303  # type: ignore[attr-defined]
+    assert '<span class="usercode">' in clients[-1].get("/login/me").text
+
+
+def test_the_pending_table_refuses_beyond_its_limit_and_stays_bounded(
+        config: Config) -> None:
+    from faxgw.web.signin_flow import MAX_KEPT, PendingSignIns, TooManySignIns
+
+    pending = PendingSignIns(config, limit=2)
+    first, _ = pending.new()
+    pending.new()
+    with pytest.raises(TooManySignIns):
+        pending.new()
+    assert pending.pop(first) is not None
+    pending.new()  # room again
+    assert pending.waiting() == 2
+    assert pending.cancel_all() == 2 and pending.waiting() == 0
+    unlimited = PendingSignIns(config, limit=MAX_KEPT * 2)
+    for _ in range(MAX_KEPT + 5):
+        _, flows = unlimited.new()
+        flows.cancel()
+        flows._view = flows._view.__class__(state="cancelled")  # ended, never collected
+    assert len(unlimited._flows) <= MAX_KEPT
+    unlimited.close()
+
+
+def test_sign_out_signs_out_every_mailbox_and_ends_users_sessions(
+        app: object, config: Config, idp: LocalIdentityProvider) -> None:
+    admin = _client(app)
+    csrf = log_in(admin)
+    assert admin.post("/signin", data={"csrf": csrf, "action": "start"}).status_code == 303
+    code = re.search(r'<span class="usercode">([^<]+)</span>', admin.get("/signin").text)
+    assert code
+    idp.approve(code.group(1), ACCOUNT)
+    deadline = time.monotonic() + 15
+    while "Signed in</span>" not in admin.get("/signin").text:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    user = _client(app)
+    assert "Signed in as" in send_as_me(user, idp, OTHER)
+    assert user.get("/send").status_code == 200
+    waiting = _client(app)  # someone in the middle of a Send as me sign-in
+    assert _start(waiting).status_code == 303  # type: ignore[attr-defined]
+    states = {s.account.lower(): s.state for s in signin.statuses(config)}
+    assert states == {ACCOUNT: "signed in", OTHER: "signed in"}
+    server = admin.get("/server").text
+    assert "every mailbox" in server
+
+    assert admin.post("/server/signout", data={}).status_code == 403  # CSRF
+    assert len(signin.statuses(config)) >= 2
+    answer = admin.post("/server/signout", data={"csrf": csrf})
+    assert answer.status_code == 303
+    page = html.unescape(admin.get("/server").text)
+    assert f"Signed out {ACCOUNT}" in page and f"Signed out {OTHER}" in page
+    assert "Ended 1 console session(s)" in page
+    assert "Stopped 1 Send as me sign-in(s)" in page
+    assert {s.account.lower(): s.state for s in signin.statuses(config)} == {
+        ACCOUNT: "sign-in needed"}  # the gateway's account is expected; nobody's tokens
+    # The user's console session is gone; the admin's is not.
+    gone = user.get("/send")
+    assert gone.status_code == 303 and gone.headers["location"] == "/login"
+    assert admin.get("/jobs").status_code == 200
+    assert 'class="usercode"' not in waiting.get("/login/me").text
+
+
+def test_signing_out_one_users_mailbox_ends_only_their_sessions(
+        app: object, config: Config, idp: LocalIdentityProvider) -> None:
+    admin = _client(app)
+    csrf = log_in(admin)
+    user = _client(app)
+    assert "Signed in as" in send_as_me(user, idp, OTHER)
+    second = _client(app)
+    assert "Signed in as" in send_as_me(second, idp, "clerk@contoso.com")
+    answer = admin.post("/server/signout", data={"csrf": csrf, "account": OTHER})
+    assert answer.status_code == 303
+    assert "Ended 1 console session(s)" in html.unescape(admin.get("/server").text)
+    assert user.get("/send").status_code == 303
+    assert second.get("/send").status_code == 200
+    accounts = {s.account.lower() for s in signin.statuses(config)}
+    assert "clerk@contoso.com" in accounts and OTHER not in accounts

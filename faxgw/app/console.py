@@ -1,23 +1,30 @@
 """What the web console asks that the command line does not: the queue counts alone and the
 figures for ``/metrics``, whether the job store answers (``/readyz``), one page of the job
-log, and a job's attachment as it was sent."""
+log, a job's attachment as it was sent, and the pages of a fax as pictures (a preview's, a
+job's)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..config import Config
 from ..domain.jobs import Job, JobState, utcnow
+from ..fax.profiles import rules_for
 from ..render.attachment import attachment_paths
+from ..render.thumbnails import PageImage, page_image, page_images
+from .preview import preview
 from .queries import list_jobs
 from .wiring import open_documents, store_open
 
-__all__ = ["JobFigures", "JobsPage", "attachment", "find_job", "job_figures", "jobs_page",
-           "queue_counts", "store_ready"]
+__all__ = ["JobFigures", "JobsPage", "PageImage", "PreviewPages", "attachment", "find_job",
+           "job_figures", "job_page_image", "jobs_page", "preview_pages", "queue_counts",
+           "store_ready"]
 
 
 def queue_counts(config: Config) -> dict[JobState, int]:
@@ -98,3 +105,36 @@ def attachment(config: Config, job_id: str) -> tuple[Job, Path | None]:
         job = store.get(job_id)
     pdf, tiff = attachment_paths(open_documents(config).job_dir(job.id), job.id)
     return job, next((path for path in (pdf, tiff) if path.is_file()), None)
+
+
+@dataclass(slots=True)
+class PreviewPages:
+    """A preview's report (``faxgw preview --json``), and its first pages as pictures."""
+
+    report: dict[str, Any]
+    images: list[PageImage] = field(default_factory=list)
+    #: Pages in the attachment (more than ``images`` when they were capped).
+    pages: int = 0
+
+
+def preview_pages(config: Config, files: Sequence[Path], *, limit: int,
+                  number_text: str | None = None, subject: str | None = None,
+                  note: str = "", cover: bool | None = None) -> PreviewPages:
+    """:func:`~faxgw.app.preview.preview` (nothing is queued), with the first ``limit``
+    pages of the attachment it would send as pictures: the PDF, or the fax TIFF."""
+    suffix = ".tif" if rules_for(config.service).attach_as == "tiff" else ".pdf"
+    with tempfile.TemporaryDirectory(prefix="faxgw-preview-") as folder:
+        out = Path(folder) / f"fax{suffix}"
+        found = preview(config, files, number_text=number_text, out=out, subject=subject,
+                        note=note, cover=cover)
+        images, pages = page_images(out, limit=limit)
+    found.report["out"] = None  # the temporary file is gone
+    return PreviewPages(found.report, images, pages)
+
+
+def job_page_image(config: Config, job_id: str, index: int
+                   ) -> tuple[Job, PageImage | None]:
+    """A job (by id or a unique prefix) and page ``index`` (from 0) of its attachment as a
+    picture; None when it has no attachment (yet) or no such page."""
+    job, path = attachment(config, job_id)
+    return job, (page_image(path, index) if path is not None else None)

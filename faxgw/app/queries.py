@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,10 @@ from ..config import Config
 from ..domain import codes
 from ..domain.errors import ConfigError
 from ..domain.jobs import HistoryEvent, Job, JobState
+from ..domain.reports import Report
 from ..fax.profiles import PROFILES, Profile, ServiceRules, rules_for
 from ..intake.register import default_sender
+from ..ports import ReportStore
 from .signin import sign_in_summary
 from .wiring import store_open
 
@@ -37,11 +39,14 @@ class JobDetail:
     job: Job
     history: list[HistoryEvent]
     code: codes.StatusCode | None
+    #: What the fax service and the mail server reported about it, newest first.
+    reports: list[Report] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The job and its history, as ``faxgw show --json`` prints them."""
         data = self.job.to_json()
         data["history"] = [event.to_json() for event in self.history]
+        data["reports"] = [report.to_json() for report in self.reports]
         return data
 
 
@@ -50,7 +55,9 @@ def job_detail(config: Config, job_id: str) -> JobDetail:
     with store_open(config) as store:
         job = store.get(job_id)
         history = store.history(job.id)
-    return JobDetail(job, history, codes.CODES.get(job.code) if job.code is not None else None)
+        reports = store.reports(job_id=job.id) if isinstance(store, ReportStore) else []
+    return JobDetail(job, history, codes.CODES.get(job.code) if job.code is not None else None,
+                     reports)
 
 
 def all_codes() -> tuple[codes.StatusCode, ...]:

@@ -4,20 +4,25 @@ told to stop (``faxgw run``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from ..config import Config
+from ..engine.observe import DurationsSnapshot, Observations, Snapshot
 from ..engine.outcomes import RunSummary
 from ..engine.renderpool import service_processes
 from ..engine.scheduler import Service
+from .reports import check_forever
+from .submit import submit
 from .wiring import build_worker
 
 log = logging.getLogger("faxgw.worker")
 
-__all__ = ["Beside", "LastRound", "RunSummary", "run_once", "serve"]
+__all__ = ["Beside", "DurationsSnapshot", "LastRound", "Observations", "RunSummary",
+           "Snapshot", "run_once", "serve"]
 
 
 def run_once(config: Config) -> RunSummary:
@@ -35,8 +40,9 @@ def run_once(config: Config) -> RunSummary:
 #: When the worker last finished a round (None before the first): what ``/readyz`` reads.
 LastRound = Callable[[], datetime | None]
 #: Something a face runs in the service's loop until the stop event is set (the web console);
-#: it is given the stop event and :data:`LastRound`.
-Beside = Callable[[asyncio.Event, LastRound], Awaitable[None]]
+#: it is given the stop event, :data:`LastRound` and the worker's :class:`Observations`
+#: (render and send durations, sessions per mailbox: for ``/metrics``).
+Beside = Callable[[asyncio.Event, LastRound, Observations], Awaitable[None]]
 
 
 def serve(config: Config, *, beside: Beside | None = None) -> None:
@@ -60,11 +66,28 @@ async def _serve(config: Config, service: Service, beside: Beside | None = None)
         loop.add_signal_handler(signum, stop.set)
     log.warning("faxgw running: spool %s, mail server %s:%d; stop with Ctrl-C",
                 config.spool.dir, config.smtp.host, config.smtp.port)
-    runs: list[Awaitable[None]] = [service.run(stop)]
+    # Beside the sending: the mailbox's reports ([inbox]) and the notifications due, with
+    # the worker's own credentials (one token cache, one writer of it).
+    runs: list[Awaitable[None]] = [
+        service.run(stop),
+        check_forever(config, stop, credentials=service.worker.credentials,
+                      store=service.worker.store),
+    ]
     if beside is not None:
-        runs.append(beside(stop, lambda: service.last_round_at))
+        runs.append(beside(stop, lambda: service.last_round_at, service.worker.observations))
+    if config.intake.smtp.listen:
+        runs.append(_devices(config, stop, service))
     try:
         await asyncio.gather(*runs)
     finally:
         stop.set()  # one part ended (or failed): the other ends too
     log.warning("faxgw stopped")
+
+
+def _devices(config: Config, stop: asyncio.Event, service: Service) -> Awaitable[None]:
+    """The SMTP intake ([intake.smtp] listen): messages become jobs as by ``faxgw submit``,
+    rendered in the service's warm render processes (not one started per message)."""
+    from ..devices import serve_smtp  # aiosmtpd is loaded only when devices may send
+
+    return serve_smtp(config, stop, functools.partial(
+        submit, config, renderer=service.worker.render_pool))

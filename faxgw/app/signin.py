@@ -3,6 +3,7 @@ that connects and signs in without sending (``faxgw auth``; the web console next
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from ..auth.device_flow import DeviceFlow, PollEvent, SignInCancelled
@@ -10,10 +11,12 @@ from ..auth.oauth2 import OAuth2Provider
 from ..config import Config
 from ..domain.errors import ConfigError
 from ..domain.signin import AccountStatus
+from ..transport.graph import GraphSession, MailboxCheck, Verdict
 from .wiring import make_credentials, make_transport
 
-__all__ = ["DeviceFlow", "PollEvent", "SignIn", "SignInCancelled", "probe", "sign_in_summary",
-           "sign_out", "start_sign_in", "start_user_sign_in", "statuses", "user_refusal"]
+__all__ = ["DeviceFlow", "MailboxCheck", "PollEvent", "SignIn", "SignInCancelled", "Verdict",
+           "probe", "sign_in_summary", "sign_out", "start_sign_in", "start_user_sign_in",
+           "statuses", "user_refusal"]
 
 
 def _oauth2(config: Config, command: str) -> OAuth2Provider:
@@ -119,14 +122,26 @@ def sign_in_summary(config: Config) -> str:
         provider.close()
 
 
-async def probe(config: Config, account: str) -> None:
+async def probe(config: Config, account: str) -> MailboxCheck | None:
     """Connect to the mail server, secure the connection and sign in as ``account``, then
     quit: nothing is sent. The worker's own session code (one forced token refresh after a
-    ``535 5.7.3``). Raises the classified error when it fails."""
+    ``535 5.7.3``). Raises the classified error when it fails.
+
+    With the Graph transport a token is all a session needs; so the mailbox is asked a
+    harmless question as well (:meth:`GraphSession.check_mailbox`), whose verdict is returned
+    and kept for the status sheet."""
     credentials = make_credentials(config)
     try:
         session = make_transport(config, credentials).session(account)
         await session.open()
-        await session.close()
+        try:
+            check = (await session.check_mailbox() if isinstance(session, GraphSession)
+                     else None)
+        finally:
+            await session.close()
+        if check is not None and isinstance(credentials, OAuth2Provider):
+            await asyncio.to_thread(credentials.record_mailbox_check, account,
+                                    check.verdict.value, check.line)
+        return check
     finally:
         credentials.close()

@@ -16,6 +16,7 @@ from ..auth import make_provider
 from ..config import Config
 from ..domain.errors import ConfigError
 from ..domain.jobs import utcnow
+from ..engine.observe import Observations, ObservedTransport
 from ..engine.pacing import MailboxPacer
 from ..engine.worker import Worker
 from ..intake.layout import SpoolLayout
@@ -25,13 +26,36 @@ from ..store import SQLiteJobStore
 from ..transport.graph import GraphTransport
 from ..transport.smtp import SmtpTransport
 
-__all__ = ["build_worker", "make_credentials", "make_transport", "open_documents",
-           "open_spool", "open_store", "store_open"]
+__all__ = ["build_worker", "make_credentials", "make_transport", "migrate_store",
+           "open_documents", "open_spool", "open_store", "store_open"]
 
 
 def open_store(config: Config, *, clock: Callable[[], datetime] = utcnow) -> JobStore:
-    """The job store for this configuration (SQLite in the spool's state folder)."""
+    """The job store for this configuration: PostgreSQL when ``[store] url`` is set (its
+    schema must be at this faxgw's version: ``faxgw store migrate``), else SQLite in the
+    spool's state folder."""
+    if config.store.postgres:
+        from ..store.postgres import PostgresJobStore  # psycopg only when it is used
+
+        return PostgresJobStore(config.store.url, clock=clock,
+                                password=config.store.password(), ca_file=config.store.ca_file)
     return SQLiteJobStore(SpoolLayout(config.spool.dir).database, clock=clock)
+
+
+def migrate_store(config: Config) -> tuple[str, int, int]:
+    """Create or upgrade the job store's schema (``faxgw store migrate``): where it is (the
+    password never shown) and its version before (0: none) and after."""
+    if config.store.postgres:
+        from ..store.postgres import describe, migrate_schema
+
+        before, after = migrate_schema(config.store.url, password=config.store.password(),
+                                       ca_file=config.store.ca_file)
+        return describe(config.store.url), before, after
+    # SQLite upgrades itself when opened: one host, one process kind, nothing to coordinate.
+    from ..store.sqlite import SCHEMA_VERSION
+
+    open_store(config).close()
+    return f"sqlite {SpoolLayout(config.spool.dir).database}", SCHEMA_VERSION, SCHEMA_VERSION
 
 
 @contextmanager
@@ -77,10 +101,15 @@ def build_worker(
     rng: random.Random | None = None,
     pacer_factory: Callable[[], MailboxPacer] | None = None,
     render_processes: int = 0,
+    observations: Observations | None = None,
 ) -> Worker:
     """A worker with every part this configuration names (any given part is used instead).
 
-    ``render_processes`` > 0 renders in that many processes of their own (``faxgw run``)."""
+    ``render_processes`` > 0 renders in that many processes of their own (``faxgw run``).
+    Its render and send durations and its sessions per mailbox are recorded in
+    ``observations`` (a new one when not given), which ``worker.observations`` holds for
+    the console's ``/metrics``."""
+    observations = observations if observations is not None else Observations()
     credentials = credentials if credentials is not None else make_credentials(config)
     spool = open_spool(config, clock=lambda: clock().timestamp())
     spool.ensure()  # the spool's folders first, private, then the store inside them
@@ -88,11 +117,12 @@ def build_worker(
         config,
         store=store if store is not None else open_store(config, clock=clock),
         spool=spool,
-        transport=make_transport(config, credentials),
+        transport=ObservedTransport(make_transport(config, credentials), observations),
         credentials=credentials,
         clock=clock,
         rng=rng,
         pacer_factory=pacer_factory,
         render_processes=render_processes,
         open_documents=open_documents,
+        observations=observations,
     )

@@ -20,6 +20,7 @@ import msal  # type: ignore[import-untyped]
 from ..domain import codes
 from ..domain.errors import ConfigError
 from ..domain.signin import utc_iso
+from ..ports import Resource
 from .device_flow import DeviceFlow, PollEvent, poll_until_done
 from .errors_map import OAuth2Error, auth_error
 from .msal_settings import OAuth2Settings
@@ -34,6 +35,7 @@ class DeviceCodeSignIn:
 
     # Set by OAuth2Provider.__init__.
     settings: OAuth2Settings
+    sign_in_resource: Resource
     _lock: threading.RLock
     _store: TokenStore
     _poll_interval_override: float | None
@@ -45,17 +47,26 @@ class DeviceCodeSignIn:
 
         def _boundary(self) -> contextlib.AbstractContextManager[None]: ...
 
+        def scopes_for(self, resource: Resource = Resource.SMTP) -> tuple[str, ...]: ...
+
+        def sign_in_scopes(self) -> tuple[str, ...]: ...
+
     # -- sign-in -------------------------------------------------------------------------
 
     def start_device_flow(self, account: str | None = None) -> DeviceFlow:
         """Ask the identity provider for a device code; show the result to the person.
 
-        ``account`` is the mailbox the person should sign in as (checked afterwards).
+        ``account`` is the mailbox the person should sign in as (checked afterwards). The
+        sign-in asks for the scopes of :attr:`sign_in_resource` (Graph's ``Mail.Send`` when
+        the transport is Graph, with ``Mail.ReadWrite`` when the mailbox is read through Graph
+        too; else the SMTP scopes): one request names one resource only, and the others'
+        tokens come from its refresh token.
         """
         if self.settings.app_only:
             raise ConfigError("[auth] flow: client_credentials (app-only) needs no sign-in")
+        scopes = list(self.sign_in_scopes())
         with self._lock, self._boundary():
-            flow = self._application().initiate_device_flow(scopes=list(self.settings.scopes))
+            flow = self._application().initiate_device_flow(scopes=scopes)
         if "user_code" not in flow:
             raise auth_error(flow, account=account or "", action="starting the sign-in")
         return DeviceFlow.from_msal(flow, account)

@@ -31,6 +31,13 @@ def graph_scopes(resource: str, *, app_only: bool) -> tuple[str, ...]:
     return (f"{resource}/.default",) if app_only else (f"{resource}/Mail.Send",)
 
 
+def graph_mail_scopes(resource: str, *, app_only: bool) -> tuple[str, ...]:
+    """Microsoft Graph scopes for reading the mailbox and moving what was read: delegated
+    ``Mail.ReadWrite``; app-only the same ``.default`` as for sending (with the
+    ``Mail.ReadWrite`` application permission granted to the app)."""
+    return (f"{resource}/.default",) if app_only else (f"{resource}/Mail.ReadWrite",)
+
+
 def imap_scopes(smtp_scopes: tuple[str, ...], *, app_only: bool) -> tuple[str, ...]:
     """Scopes for reading the mailbox by IMAP, on the same resource as the SMTP scopes: the
     Outlook resource serves SMTP, IMAP and POP alike, so one sign-in (and its consent) covers

@@ -66,7 +66,7 @@ from .msal_settings import RESERVED_SCOPES as RESERVED_SCOPES
 from .msal_settings import SMTP_SEND_APP_ONLY as SMTP_SEND_APP_ONLY
 from .msal_settings import SMTP_SEND_DELEGATED as SMTP_SEND_DELEGATED
 from .msal_settings import OAuth2Settings as OAuth2Settings
-from .msal_settings import graph_scopes, imap_scopes, settings_from_config
+from .msal_settings import graph_mail_scopes, graph_scopes, imap_scopes, settings_from_config
 from .token_cache import TokenStore, forget_account, read_statuses, usernames
 
 log = logging.getLogger("faxgw.auth")
@@ -92,6 +92,11 @@ class OAuth2Provider(DeviceCodeSignIn):
         refresh_margin_seconds: float = REFRESH_MARGIN_SECONDS,
     ) -> None:
         self.settings = settings_from_config(config.auth)
+        #: What ``faxgw auth login`` signs in for: the resource the transport sends through
+        #: (Graph with ``[transport] kind = "graph"``). A token for another resource (SMTP,
+        #: IMAP) comes silently from the same sign-in's refresh token when it is needed.
+        self.sign_in_resource = (Resource.GRAPH if config.transport.kind == "graph"
+                                 else Resource.SMTP)
         self._config = config
         self._auth = config.auth
         self._poll_interval_override = poll_interval_override
@@ -140,12 +145,26 @@ class OAuth2Provider(DeviceCodeSignIn):
 
     def scopes_for(self, resource: Resource = Resource.SMTP) -> tuple[str, ...]:
         """The scopes of a token for ``resource``: ``[auth] scopes`` (or the preset's) for SMTP;
-        the ``[graph] cloud``'s Graph scopes for Graph; IMAP on the SMTP resource for IMAP."""
+        the ``[graph] cloud``'s Graph scopes for Graph (``Mail.Send``; ``Mail.ReadWrite`` for
+        reading the mailbox); IMAP on the SMTP resource for IMAP."""
         if resource is Resource.GRAPH:
             return graph_scopes(self._config.graph.resource, app_only=self.settings.app_only)
+        if resource is Resource.GRAPH_MAIL:
+            return graph_mail_scopes(self._config.graph.resource,
+                                     app_only=self.settings.app_only)
         if resource is Resource.IMAP:
             return imap_scopes(self.settings.scopes, app_only=self.settings.app_only)
         return self.settings.scopes
+
+    def sign_in_scopes(self) -> tuple[str, ...]:
+        """What ``faxgw auth login`` asks consent for: the scopes of :attr:`sign_in_resource`
+        and, when that is Graph and ``[inbox] method = "graph"``, ``Mail.ReadWrite`` as well
+        (one request may name several scopes of one resource, never two resources)."""
+        scopes = self.scopes_for(self.sign_in_resource)
+        if self.sign_in_resource is Resource.GRAPH and self._config.inbox.method == "graph":
+            scopes += tuple(scope for scope in self.scopes_for(Resource.GRAPH_MAIL)
+                            if scope not in scopes)
+        return scopes
 
     def acquire(self, account: str, *, force_refresh: bool = False,
                 resource: Resource = Resource.SMTP) -> Credentials:
@@ -223,7 +242,8 @@ class OAuth2Provider(DeviceCodeSignIn):
         for account in self.accounts():
             at = datetime.now(UTC)
             try:
-                self.acquire(account, force_refresh=True)
+                # The signed-in resource: the one its consent surely covers.
+                self.acquire(account, force_refresh=True, resource=self.sign_in_resource)
             except (AuthError, ConnectError) as exc:
                 results.append(KeepaliveResult(account, False, at, exc.code, exc.message))
                 log.warning("keep-alive failed (code %s): %s", exc.code, exc.message)
@@ -249,22 +269,50 @@ class OAuth2Provider(DeviceCodeSignIn):
             return [AccountStatus(self._auth.account or self.settings.client_id, APP_ONLY)]
         with self._lock, self._store.locked() as store:
             return read_statuses(store, client_id=self.settings.client_id,
-                                 scopes=list(self.settings.scopes),
+                                 scopes=list(self.scopes_for(self.sign_in_resource)),
                                  configured_account=self._auth.account,
                                  now=datetime.now(UTC))
 
     def sign_in_summary(self) -> str:
-        """One line for ``faxgw status``: "Signed in as …" / "Sign-in needed for …" (offline)."""
+        """One line for ``faxgw status``: "Signed in as …" / "Sign-in needed for …" and, with
+        the Graph transport, what the last ``faxgw auth test`` found (offline)."""
         statuses = self.status()
         if self.settings.app_only:
-            return "app-only (client credentials), no sign-in needed"
+            return "; ".join(["app-only (client credentials), no sign-in needed",
+                              *self._mailbox_checks([s.account for s in statuses])])
         if not statuses:
             return "Sign-in needed: run 'faxgw auth login'"
         signed = [s.account for s in statuses if s.state != SIGN_IN_NEEDED]
         parts = [f"Signed in as {', '.join(signed)}"] if signed else []
         parts += [f"Sign-in needed for {s.account} (code {s.code})"
                   for s in statuses if s.state == SIGN_IN_NEEDED]
-        return "; ".join(parts)
+        return "; ".join(parts + self._mailbox_checks(signed))
+
+    def record_mailbox_check(self, account: str, verdict: str, detail: str) -> None:
+        """Keep what ``faxgw auth test`` found about ``account`` sending through Graph (a
+        verdict and its line, never a token), for the status sheet, which stays offline."""
+        with self._lock, self._store.locked() as store:
+            store.account_state(account)["mailbox_check"] = {
+                "at": utc_iso(datetime.now(UTC)), "verdict": verdict, "detail": detail}
+
+    def _mailbox_checks(self, accounts: list[str]) -> list[str]:
+        """The recorded verdicts of :meth:`record_mailbox_check` (Graph transport only)."""
+        if self.sign_in_resource is not Resource.GRAPH or not accounts:
+            return []
+        with self._lock, self._store.locked() as store:
+            records = store.state.get("accounts", {})
+            checks = [(account, records.get(account.lower(), {}).get("mailbox_check"))
+                      for account in accounts]
+        lines = []
+        for account, check in checks:
+            if not isinstance(check, dict):
+                lines.append(f"whether {account} may send through Graph: not checked yet "
+                             "(run 'faxgw auth test')")
+                continue
+            at = str(check.get("at", ""))[:16].replace("T", " ")
+            lines.append(f"{account} {check.get('verdict')} through Graph (faxgw auth test, "
+                         f"{at} UTC)")
+        return lines
 
     def logout(self, account: str | None = None) -> list[str]:
         """Remove ``account`` (or every account) and its tokens; return the names removed."""

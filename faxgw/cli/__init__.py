@@ -53,10 +53,15 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import demo, queue, run, send, status, web
+    from . import demo, queue, reports, run, send, status, web
 
-    for command in (*send.COMMANDS, *queue.COMMANDS, *status.COMMANDS, run.run, demo.demo, web.web):
+    for command in (*send.COMMANDS, *queue.COMMANDS, *status.COMMANDS, run.run, demo.demo, web.web,
+                    reports.reports):
         cli.add_command(command)
+    from .store import store  # faxgw store migrate
+    cli.add_command(store)
+    from .intake import intake  # faxgw intake user NAME
+    cli.add_command(intake)
     try:
         from .auth import auth
     except ImportError:  # pragma: no cover - the auth commands ship with the package

@@ -166,15 +166,21 @@ def test_command(cli_ctx: CliContext, account: str | None) -> None:
     graph = config.transport.kind == "graph"
     where = config.graph.root if graph else f"{smtp.host}:{smtp.port}"
     try:
-        asyncio.run(signin.probe(config, account))
+        check = asyncio.run(signin.probe(config, account))
     except FaxgwError as exc:
         if isinstance(exc, ConfigError):
             raise
         _fail(f"auth test against {where} failed: {exc}", code=exc.code)
-    if graph:
-        # A Graph session is a token for the Graph scope: nothing is sent to find out more.
+        return
+    if check is not None:
+        # A token for Graph's scope was issued; the mailbox was asked a harmless question.
         click.echo(f"Signed in to Microsoft Graph ({where}) as {account}: a token for "
-                   "sending was issued; ready to send.")
+                   "sending was issued.")
+        if check.verdict is signin.Verdict.DENIED:
+            _fail(check.line, code=check.code)
+        ready = "ready to send" if check.verdict is signin.Verdict.MAY_SEND else \
+            "sending itself is not checked"
+        click.echo(f"{check.line}: {ready}.")
         return
     tls = {"starttls": "STARTTLS ok", "tls": "TLS ok", "none": "no TLS"}[smtp.security]
     signed_in = {

@@ -47,7 +47,7 @@ def show(cli_ctx: CliContext, job_id: str, as_json: bool) -> None:
             click.echo(f"{key:>16}: {value}")
     if detail.code is not None:
         click.echo(f"{'status':>16}: {detail.code.status}")
-        if job.state is not JobState.SENT:
+        if job.state not in (JobState.SENT, JobState.CONFIRMED):
             click.echo(f"{'solution':>16}: {detail.code.solution}")
     click.echo("\nhistory:")
     for event in detail.history:
@@ -55,6 +55,13 @@ def show(cli_ctx: CliContext, job_id: str, as_json: bool) -> None:
         code = f" [{event.code}]" if event.code is not None else ""
         text = f": {event.detail}" if event.detail else ""
         click.echo(f"  {when(event.at)}  {event.event}{state}{code}{text}")
+    if detail.reports:
+        click.echo("\nreports:")
+        for report in detail.reports:
+            code = f" [{report.code}]" if report.code is not None else ""
+            click.echo(f"  {when(report.received)}  {report.kind} {report.outcome.value}{code}"
+                       f" (by {report.matched_by.value}): {report.summary}")
+            click.echo(f"  {'':>19}from {report.sender or '-'}: {report.subject or '-'}")
 
 
 _HELP = {

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..app.reports import check_once
 from ..app.service import run_once, serve
 from ..web.server import beside
 from .context import CliContext, pass_cli
@@ -24,6 +25,9 @@ def run(cli_ctx: CliContext, once: bool, as_json: bool) -> None:
         serve(cli_ctx.config, beside=beside(cli_ctx.config))
         return
     summary = run_once(cli_ctx.config)
+    # Then what came back: the mailbox's reports ([inbox]) and the notifications due.
+    # (``faxgw reports --poll --json`` prints what that did; this summary is the sending.)
+    check_once(cli_ctx.config)
     if as_json:
         click.echo(json.dumps(summary.to_json()))
     else:

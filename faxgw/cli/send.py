@@ -34,10 +34,12 @@ from .context import CliContext, pass_cli
 @click.option("--sender", default="", help="Send as this mailbox (default: the configured one).")
 @click.option("--cover/--no-cover", default=None,
               help="Add a cover page, or not (default: the service profile's choice).")
+@click.option("--notify", default="", metavar="ADDR",
+              help="Tell ADDR by email how the job ends ([notify] on).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": "..."}.')
 @pass_cli
 def submit(cli_ctx: CliContext, number: str, files: tuple[Path, ...], subject: str, note: str,
-           sender: str, cover: bool | None, as_json: bool) -> None:
+           sender: str, cover: bool | None, notify: str, as_json: bool) -> None:
     """Put FILES into the spool as one fax job to NUMBER and print its id.
 
     The job is rendered and checked against the service's limits now: a job that cannot be
@@ -45,12 +47,13 @@ def submit(cli_ctx: CliContext, number: str, files: tuple[Path, ...], subject: s
     """
     try:
         job = submit_fax(cli_ctx.config, number, files, subject=subject, note=note,
-                         sender=sender, cover=cover)
+                         sender=sender, cover=cover, notify=notify)
     except NumberError as exc:
         # The person is here: an invalid or refused number is refused now, no job is made.
         raise click.UsageError(f"{exc} (code {exc.code})") from None
     except InputError as exc:
-        if exc.code not in (codes.CONTROL_CHARACTERS, codes.SENDER_NOT_ALLOWED):
+        if exc.code not in (codes.CONTROL_CHARACTERS, codes.SENDER_NOT_ALLOWED,
+                            codes.NOTIFY_ADDRESS):
             raise
         # So are a sender that is not allowed and texts that would break a header.
         raise click.UsageError(f"{exc} (code {exc.code})") from None

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from ..domain.errors import ConfigError
 from .confirm import InboxConfig, NotifyConfig
+from .devices import IntakeSmtpConfig
 from .sections import (
     CLIENT_CERTIFICATE_PASSWORD_ENV,
     CLIENT_SECRET_ENV,
@@ -38,14 +39,16 @@ from .sections import (
     TransportConfig,
     WebConfig,
 )
+from .store import STORE_PASSWORD_ENV, StoreConfig
 from .values import is_loopback, parse_duration, split_listen
 
 __all__ = [
     "CLIENT_CERTIFICATE_PASSWORD_ENV", "CLIENT_SECRET_ENV", "CONFIG_ENV", "DEFAULT_CONFIG",
     "GRAPH_CLOUDS", "PASSWORD_ENV", "AuthConfig", "Config", "GraphConfig", "InboxConfig",
-    "IntakeConfig", "NotifyConfig",
+    "IntakeConfig", "IntakeSmtpConfig", "NotifyConfig",
     "LimitsConfig", "NumbersConfig", "RetryConfig", "ServiceConfig", "SmtpConfig",
-    "SpoolConfig", "TransportConfig", "WebConfig", "config_from_dict", "find_config_path",
+    "STORE_PASSWORD_ENV", "SpoolConfig", "StoreConfig", "TransportConfig", "WebConfig",
+    "config_from_dict", "find_config_path",
     "is_loopback", "load_config", "parse_duration", "split_listen",
 ]
 
@@ -134,9 +137,18 @@ def config_from_dict(raw: dict[str, Any], *, base: Path, source: Path | None = N
                                                                          config.graph.ca_file)}),
             "inbox": config.inbox.model_copy(update={"ca_file": _resolve(base,
                                                                          config.inbox.ca_file)}),
+            "store": config.store.model_copy(update={
+                "password_file": _resolve(base, config.store.password_file),
+                "ca_file": _resolve(base, config.store.ca_file)}),
             "service": config.service.model_copy(
                 update={"cover_template": _resolve(base, config.service.cover_template)}
             ),
+            "intake": config.intake.model_copy(update={"smtp": config.intake.smtp.model_copy(
+                update={
+                    "users_file": _resolve(base, config.intake.smtp.users_file),
+                    "certificate_file": _resolve(base, config.intake.smtp.certificate_file),
+                    "key_file": _resolve(base, config.intake.smtp.key_file),
+                })}),
             "web": config.web.model_copy(
                 update={
                     "admin_password_file": _resolve(base, config.web.admin_password_file),

@@ -14,7 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..domain.errors import ConfigError
 from .confirm import InboxConfig, NotifyConfig
-from .values import check_template, is_loopback, parse_duration, split_listen
+from .devices import IntakeSmtpConfig
+from .service import ServiceConfig
+from .store import StoreConfig
+from .values import is_loopback, parse_duration, split_listen
 
 PASSWORD_ENV = "FAXGW_SMTP_PASSWORD"
 CLIENT_SECRET_ENV = "FAXGW_CLIENT_SECRET"
@@ -42,6 +45,8 @@ class IntakeConfig(_Section):
     #: Exact addresses or ``@domain``; empty: a job may name no sender of its own (the
     #: configured mailbox sends).
     allowed_senders: list[str] = Field(default_factory=list)
+    #: ``[intake.smtp]``: the SMTP listener for devices.
+    smtp: IntakeSmtpConfig = IntakeSmtpConfig()
 
     @field_validator("allowed_senders")
     @classmethod
@@ -51,60 +56,6 @@ class IntakeConfig(_Section):
             if not at or not domain or "." not in domain or any(c.isspace() for c in entry):
                 raise ValueError(f"{entry!r} is neither an address nor @domain")
         return [entry.strip().lower() for entry in value]
-
-
-class ServiceConfig(_Section):
-    """``[service]``: the Internet fax service that receives faxes by email.
-
-    ``profile`` names a built-in service profile; every key left unset here takes the
-    profile's value (see ``faxgw profiles``).
-    """
-
-    profile: str = "generic"
-    address: str = "{e164}@fax.example.net"
-    region: str = "DE"
-    paper: Literal["A4", "Letter"] = "A4"
-    subject: str = "Fax to {number}"
-    attach_as: Literal["pdf", "tiff"] | None = None
-    tiff_compression: Literal["group4", "group3"] | None = None
-    max_pages: Annotated[int, Field(ge=1)] | None = None
-    #: Largest attachment in bytes before encoding; 0 means no limit of faxgw's own.
-    max_attachment_bytes: Annotated[int, Field(ge=0)] | None = None
-    max_subject_chars: Annotated[int, Field(ge=1)] | None = None
-    body: bool | None = None
-    cover: bool | None = None
-    cover_template: Path | None = None
-
-    @field_validator("cover_template", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    @field_validator("address")
-    @classmethod
-    def _address_has_number(cls, value: str) -> str:
-        if not any(f"{{{name}}}" in value for name in ("e164", "digits", "national")):
-            raise ValueError("must contain {e164}, {digits} or {national}")
-        if "@" not in value:
-            raise ValueError("must be an email address such as {e164}@fax.example.net")
-        check_template(value, "{e164}, {digits} or {national}",
-                        e164="+4930123456", digits="4930123456", national="030123456")
-        return value
-
-    @field_validator("subject")
-    @classmethod
-    def _subject_template(cls, value: str) -> str:
-        check_template(value, "{number}", number="+4930123456")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region_known(cls, value: str) -> str:
-        import phonenumbers
-
-        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"{value!r} is not a two-letter region code such as DE or US")
-        return value.upper()
 
 
 class NumbersConfig(_Section):
@@ -338,6 +289,7 @@ class Config(_Section):
     graph: GraphConfig = GraphConfig()
     inbox: InboxConfig = InboxConfig()
     notify: NotifyConfig = NotifyConfig()
+    store: StoreConfig = StoreConfig()
     #: The file this configuration was read from (None when built in code).
     source: Path | None = Field(default=None, exclude=True)
 

@@ -20,9 +20,14 @@ class StatusCode:
     solution: str
     #: True when the job is finished badly with this code (as opposed to waiting).
     failure: bool = True
+    #: For a result the fax service reports: dial again with the backoff (busy, no answer)
+    #: rather than fail the job.
+    redial: bool = False
 
 
 SENT = 100
+CONFIRMED = 110
+UNCONFIRMED = 120
 NO_CONNECTION = 360
 CONNECTION_EXPIRED = 361
 SIGN_IN_AGAIN = 370
@@ -43,6 +48,7 @@ INPUT_REFUSED = 405
 BAD_MANIFEST = 406
 CONTROL_CHARACTERS = 407
 SENDER_NOT_ALLOWED = 408
+NOTIFY_ADDRESS = 409
 DOCUMENT_UNREADABLE = 410
 DOCUMENT_ENCRYPTED = 411
 DOCUMENT_UNSUPPORTED = 412
@@ -55,6 +61,13 @@ SUBJECT_TOO_LONG = 422
 REJECTED = 500
 CANCELLED = 510
 EXPIRED = 520
+REMOTE_BUSY = 540
+REMOTE_NO_ANSWER = 541
+REMOTE_NOT_FAX = 542
+REMOTE_REJECTED = 543
+REMOTE_PARTIAL = 544
+REMOTE_INVALID_NUMBER = 545
+BOUNCED = 546
 INTERNAL = 590
 
 _TABLE: tuple[StatusCode, ...] = (
@@ -63,6 +76,22 @@ _TABLE: tuple[StatusCode, ...] = (
         "sent",
         "Sent: the mail server accepted the fax email.",
         "Nothing to do. The fax service now dials the number; its own report arrives by email.",
+        failure=False,
+    ),
+    StatusCode(
+        CONFIRMED,
+        "confirmed",
+        "Confirmed: the fax service reports the fax delivered to the fax machine.",
+        "Nothing to do. The service's report is kept with the job ('faxgw show JOB').",
+        failure=False,
+    ),
+    StatusCode(
+        UNCONFIRMED,
+        "unconfirmed",
+        "Sent, but no report from the fax service came within [inbox] confirm_within.",
+        "Check the fax service's own log or ask the recipient. If the service sends reports "
+        "to another address, point them at the sending mailbox; 'faxgw reports --unmatched' "
+        "lists reports that could not be tied to a job.",
         failure=False,
     ),
     StatusCode(
@@ -221,6 +250,12 @@ _TABLE: tuple[StatusCode, ...] = (
         "address or its @domain to [intake] allowed_senders.",
     ),
     StatusCode(
+        NOTIFY_ADDRESS, "notify-address",
+        "The address to tell how the job ends (--notify, the manifest's notify) is not one "
+        "email address.",
+        "Give one address such as name@example.com, and submit again.",
+    ),
+    StatusCode(
         DOCUMENT_UNREADABLE,
         "document-unreadable",
         "A document is corrupt, truncated or empty.",
@@ -297,6 +332,42 @@ _TABLE: tuple[StatusCode, ...] = (
         "Gave up: the job could not be sent within its attempts or age.",
         "Read the last error in 'faxgw show JOB', fix its cause, then 'faxgw retry JOB' or "
         "submit again.",
+    ),
+    StatusCode(
+        REMOTE_BUSY, "remote-busy", "The fax service reports the line was busy.",
+        "Nothing to do: the fax is dialled again with the retry backoff.", redial=True,
+    ),
+    StatusCode(
+        REMOTE_NO_ANSWER, "remote-no-answer", "The fax service reports no answer.",
+        "Nothing to do: the fax is dialled again with the retry backoff. If it keeps failing, "
+        "check that the fax machine is switched on.", redial=True,
+    ),
+    StatusCode(
+        REMOTE_NOT_FAX, "remote-not-fax",
+        "The fax service reports that a voice line or modem answered, not a fax machine.",
+        "Check the fax number with the recipient, then 'faxgw retry JOB' or submit again.",
+    ),
+    StatusCode(
+        REMOTE_REJECTED, "remote-rejected",
+        "The fax service refused or could not send the fax (its report gives the reason).",
+        "Read the service's report in 'faxgw show JOB' (account, credit, blocked destination); "
+        "fix it with the service, then 'faxgw retry JOB'.",
+    ),
+    StatusCode(
+        REMOTE_PARTIAL, "remote-partial",
+        "The fax service reports that only some pages were transmitted.",
+        "'faxgw retry JOB' sends the whole fax again; tell the recipient to expect it twice.",
+    ),
+    StatusCode(
+        REMOTE_INVALID_NUMBER, "remote-invalid-number",
+        "The fax service reports the number as invalid or not reachable.",
+        "Check the number (country code, no extension) and submit again.",
+    ),
+    StatusCode(
+        BOUNCED, "bounced",
+        "The mail server could not deliver the fax email to the fax service (a bounce).",
+        "Read the bounce in 'faxgw show JOB': usually the service address ([service] address) "
+        "or the sending mailbox is refused by the service; fix it, then 'faxgw retry JOB'.",
     ),
     StatusCode(
         INTERNAL,

@@ -2,11 +2,17 @@
 
 ::
 
-    queued → sending → sent
+    queued → sending → sent ─→ confirmed (the fax service reports the fax delivered)
+                │        ├→ failed (the service or the mail server reports it failed)
+                │        ├→ deferred (reported busy / no answer: dialled again)
+                │        └→ unconfirmed (no report within [inbox] confirm_within) → …
                 ├→ deferred (retry at next_attempt_at) → sending …
                 └→ failed (permanent, or expired)
     held ⇄ (hold / release from queued or deferred)
     cancelled ← queued | deferred | held
+
+``sent`` means the mail server accepted the email; where the service reports back (and the
+mailbox is read), a report moves the job on. A late report still moves an ``unconfirmed`` job.
 
 A job never leaves ``sending`` except by a recorded outcome. A job in ``sending`` is claimed
 by one runner (``owner``) until its lease ends (``lease_until``); at start-up, ``sending`` jobs
@@ -32,6 +38,8 @@ class JobState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     HELD = "held"
+    CONFIRMED = "confirmed"
+    UNCONFIRMED = "unconfirmed"
 
     @property
     def finished(self) -> bool:
@@ -39,7 +47,11 @@ class JobState(StrEnum):
         return self in FINISHED_STATES
 
 
-FINISHED_STATES = frozenset({JobState.SENT, JobState.FAILED, JobState.CANCELLED})
+FINISHED_STATES = frozenset({JobState.SENT, JobState.FAILED, JobState.CANCELLED,
+                             JobState.CONFIRMED, JobState.UNCONFIRMED})
+
+#: States a report from the fax service or the mail server may move a job out of.
+REPORTABLE_STATES = frozenset({JobState.SENT, JobState.UNCONFIRMED})
 
 #: Allowed transitions. ``failed`` → ``queued`` is ``faxgw retry``.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -54,7 +66,11 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     ),
     JobState.HELD: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     JobState.FAILED: frozenset({JobState.QUEUED}),
-    JobState.SENT: frozenset(),
+    JobState.SENT: frozenset(
+        {JobState.CONFIRMED, JobState.FAILED, JobState.DEFERRED, JobState.UNCONFIRMED}
+    ),
+    JobState.UNCONFIRMED: frozenset({JobState.CONFIRMED, JobState.FAILED, JobState.DEFERRED}),
+    JobState.CONFIRMED: frozenset(),
     JobState.CANCELLED: frozenset(),
 }
 
@@ -114,6 +130,10 @@ class Job:
     lease_until: datetime | None = None
     #: The runner rendering the job's attachment now; a job being prepared is not claimed.
     preparing: str | None = None
+    #: Who is told by email how the job ended ("" = nobody).
+    notify: str = ""
+    #: The outcome last told to ``notify`` (``state:code``), so that it is told once.
+    notified: str = ""
 
     def age_seconds(self, now: datetime) -> float:
         """Seconds the job has been trying, not counting waits for its account."""
@@ -144,6 +164,7 @@ class Job:
             "last_reply": self.last_reply,
             "cover": self.cover,
             "source": self.source,
+            "notify": self.notify,
         }
 
 
@@ -152,7 +173,7 @@ class Job:
 UPDATABLE: frozenset[str] = frozenset({
     "recipient", "sender", "subject", "note", "documents", "pages", "bytes", "message_id",
     "error", "code", "next_attempt_at", "attempts", "created", "last_reply", "age_from",
-    "paused_since", "preparing",
+    "paused_since", "preparing", "notify", "notified",
 })
 
 

@@ -25,6 +25,7 @@ from ..intake.register import record_rendered
 from ..ports import DocumentStore, JobStore
 from ..render import Rendered
 from ..render.job import attachment_for, render_and_build
+from .observe import Observations
 from .renderpool import DocumentsFactory, RenderPool
 
 __all__ = ["MESSAGE_BUFFER_BYTES", "Preparer"]
@@ -38,14 +39,17 @@ class Preparer:
 
     def __init__(self, config: Config, documents: DocumentStore, store: JobStore, *,
                  render_processes: int = 0,
-                 open_documents: DocumentsFactory | None = None) -> None:
+                 open_documents: DocumentsFactory | None = None,
+                 observations: Observations | None = None) -> None:
         """``render_processes`` > 0 renders in up to that many processes of their own, each
         opening the job files with ``open_documents`` (a module-level function, so that it
         can be handed to another process), started when first needed (``faxgw run`` starts
         them at once: ``render_pool.warm()``); 0 renders in threads of this process, for
         tests and benchmarks only: a document that crashes its render then crashes this
-        process, and one that renders for hours cannot be stopped."""
+        process, and one that renders for hours cannot be stopped. Each render's duration
+        goes to ``observations`` (one of its own when none is given)."""
         self.config = config
+        self.observations = observations if observations is not None else Observations()
         self.documents = documents
         self.store = store
         self.rules = rules_for(config.service)
@@ -103,10 +107,12 @@ class Preparer:
                                 ) -> tuple[Rendered, bytes | None]:
         """One render (and build), in a render process or a thread, a few at a time."""
         async with self._render_slots():
-            if self.render_pool is not None:
-                return await self.render_pool.render(job, build=build)
-            return await asyncio.to_thread(render_and_build, job, self.documents, self.config,
-                                           build=build)
+            # Timed once it has its slot: the render's own time, not the wait for one.
+            with self.observations.timed(self.observations.render):
+                if self.render_pool is not None:
+                    return await self.render_pool.render(job, build=build)
+                return await asyncio.to_thread(render_and_build, job, self.documents,
+                                               self.config, build=build)
 
     def forget_messages(self) -> None:
         """Drop the messages built ahead (end of a run): jobs not sent in it get a new one,

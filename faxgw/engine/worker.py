@@ -25,7 +25,7 @@ from typing import Any
 
 from ..config import Config
 from ..domain import codes
-from ..domain.errors import JobError
+from ..domain.errors import JobError, StoreError
 from ..domain.jobs import Job, JobState, utcnow
 from ..domain.retry import age_from_after_wait
 from ..intake.job_file import Intake
@@ -33,6 +33,7 @@ from ..intake.register import register
 from ..intake.spool import Spool
 from ..ports import CredentialProvider, JobStore, Session, Transport
 from .accounts import AccountGate
+from .observe import Observations
 from .outcomes import Recorder, RunSummary
 from .pacing import MailboxPacer
 from .preparer import Preparer
@@ -44,9 +45,9 @@ log = logging.getLogger("faxgw.worker")
 
 #: Jobs claimed per round; the rest are claimed when these are done.
 CLAIM_BATCH = 500
-#: How long a claim holds without being renewed. A runner renews its claims every third of
-#: it while it works (the heartbeat); a runner on another host whose claims were not
-#: renewed this long is taken to be gone.
+#: How long a claim holds without being renewed, unless ``[store] lease_seconds`` says
+#: otherwise. A runner renews its claims every third of it while it works (the heartbeat);
+#: a runner on another host whose claims were not renewed this long is taken to be gone.
 LEASE_SECONDS = 60.0
 #: How often a long-running worker looks for claims and marks of runners that are gone.
 REAP_SECONDS = 10.0
@@ -71,11 +72,14 @@ class Worker(MailboxSessions):
         render_processes: int = 0,
         open_documents: DocumentsFactory | None = None,
         owner: str | None = None,
+        observations: Observations | None = None,
     ) -> None:
         """``render_processes`` > 0 renders in that many processes of their own (see
         :mod:`faxgw.engine.renderpool`), started now, which open the job files with
-        ``open_documents``; 0 renders in threads."""
+        ``open_documents``; 0 renders in threads. Render durations go to ``observations``
+        (send durations and sessions: the transport, when it is an observed one)."""
         self.config = config
+        self.lease_seconds = config.store.lease_seconds
         self.spool = spool  # made ready (Spool.ensure) before the store was opened in it
         self.transport = transport
         self.transport.warm()
@@ -86,8 +90,10 @@ class Worker(MailboxSessions):
         #: Jobs claimed by this runner and maybe still held (renewed by the heartbeat).
         self._claimed: set[str] = set()
         self._reaped_at = float("-inf")
+        self.observations = observations if observations is not None else Observations()
         self.preparer = Preparer(config, spool, store, render_processes=render_processes,
-                                 open_documents=open_documents)
+                                 open_documents=open_documents,
+                                 observations=self.observations)
         self.credentials = credentials
         self.clock = clock
         self.recorder = Recorder(config, store, spool, clock, rng or random.Random(),
@@ -115,7 +121,7 @@ class Worker(MailboxSessions):
         wait (:func:`~faxgw.domain.retry.age_from_after_wait`)."""
         now = self.clock()
         jobs = self.store.claim_due(now, CLAIM_BATCH, owner=self.owner,
-                                    lease_until=now + timedelta(seconds=LEASE_SECONDS),
+                                    lease_until=now + timedelta(seconds=self.lease_seconds),
                                     exclude_senders=self.gate.paused_accounts())
         for job in jobs:
             self._claimed.add(job.id)
@@ -127,10 +133,10 @@ class Worker(MailboxSessions):
     async def _heartbeat(self) -> None:
         """Renew this runner's claims every third of a lease, while a run lasts."""
         while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
+            await asyncio.sleep(self.lease_seconds / 3)
             if not self._claimed:
                 continue
-            until = self.clock() + timedelta(seconds=LEASE_SECONDS)
+            until = self.clock() + timedelta(seconds=self.lease_seconds)
             try:
                 # On the loop, like every store call of the engine: a store's connection
                 # belongs to the thread that opened it (SQLite checks that).
@@ -175,10 +181,18 @@ class Worker(MailboxSessions):
         """Recover from a stop: take back the claims of runners that are gone (:meth:`reap`),
         register orphaned job folders."""
         self.reap()
-        for intake in self.spool.recover():
-            if not self.store.exists(intake.id):
-                log.warning("↻ %s: job folder without a job record: registered again", intake.id)
+        for intake in self.spool.recover(self.store.unknown):
+            if self.store.exists(intake.id):
+                continue
+            log.warning("↻ %s: job folder without a job record: registered again", intake.id)
+            try:
                 register(intake, config=self.config, store=self.store, documents=self.spool)
+            except StoreError:
+                # Another runner registered it between our look and our add (its folder is
+                # in jobs/ a moment before its record); only a job still unknown is an error.
+                if not self.store.exists(intake.id):
+                    raise
+                log.info("%s was registered by another runner meanwhile", intake.id)
         self._started = True
 
     async def _render(self, job: Job, summary: RunSummary) -> None:

@@ -41,12 +41,13 @@ def compose(job: Job, attachment: Path, *, body: bool = True) -> EmailMessage:
     return _build(job, attachment, attachment.read_bytes(), body=body)
 
 
-def message_bytes(job: Job, attachment: Path, *, body: bool = True) -> bytes:
+def message_bytes(job: Job, attachment: Path, *, body: bool = True,
+                  subject: str | None = None) -> bytes:
     """The email :func:`compose` builds, as the bytes to send (CRLF line ends).
 
     Thread-safe; the worker builds messages off the event loop.
     """
-    message = _build(job, attachment, b"", body=body)
+    message = _build(job, attachment, b"", body=body, subject=subject)
     part = list(message.iter_parts())[-1]
     part.set_payload(_BODY_MARK)  # Content-Transfer-Encoding stays base64
     head, mark, tail = message.as_bytes().partition(_BODY_MARK.encode("ascii"))
@@ -58,11 +59,12 @@ def message_bytes(job: Job, attachment: Path, *, body: bool = True) -> bytes:
     return b"".join((head, encoded, tail))
 
 
-def _build(job: Job, attachment: Path, content: bytes, *, body: bool) -> EmailMessage:
+def _build(job: Job, attachment: Path, content: bytes, *, body: bool,
+           subject: str | None = None) -> EmailMessage:
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = job.sender
     message["To"] = job.recipient
-    message["Subject"] = job.subject
+    message["Subject"] = job.subject if subject is None else subject
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = job.message_id or message_id_for(job.id, job.sender)
     message["X-Faxgw-Job"] = job.id
@@ -80,5 +82,8 @@ def _build(job: Job, attachment: Path, content: bytes, *, body: bool) -> EmailMe
 
 
 def build_message(job: Job, attachment: Path, config: Config) -> bytes:
-    """The job's email with ``attachment``, as the service wants it (with a body or none)."""
-    return message_bytes(job, attachment, body=rules_for(config.service).body)
+    """The job's email with ``attachment``, as the service wants it (with a body or none, the
+    subject with the job's token where the profile asks for it)."""
+    rules = rules_for(config.service)
+    return message_bytes(job, attachment, body=rules.body,
+                         subject=rules.email_subject(job.subject, job.id))

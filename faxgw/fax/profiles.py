@@ -61,6 +61,12 @@ class Profile:
     body: bool
     #: Whether a cover page is added unless the job says otherwise.
     cover: bool
+    #: The report formats the service mails back (see :mod:`faxgw.confirm`); empty: the
+    #: service sends no confirmations faxgw can read.
+    reports: tuple[str, ...] = ()
+    #: Whether the email's subject carries a short job token (``[faxgw 9f3b2a71]``) that the
+    #: service's reports echo, when it fits ``max_subject_chars``.
+    subject_token: bool = False
 
 
 PROFILES: dict[str, Profile] = {
@@ -122,6 +128,12 @@ PROFILES: dict[str, Profile] = {
             max_subject_chars=60,
             body=False,
             cover=False,
+            # "Fax confirmation" (InterFAX Fax SMTP reference): a confirmation per fax to the
+            # sender, as text, HTML, CSV or XML; faxgw reads CSV and XML.
+            reports=("interfax",),
+            # The confirmation repeats the fax's subject: a token in it ties the report to
+            # its job.
+            subject_token=True,
         ),
     )
 }
@@ -147,6 +159,8 @@ class ServiceRules:
     paper: str
     #: The keys whose value came from ``[service]`` rather than the profile.
     overridden: frozenset[str] = field(default_factory=frozenset)
+    #: Whether the email's subject carries the job's token (the profile's choice).
+    subject_token: bool = False
 
     def address_for(self, number: FaxNumber) -> str:
         """The recipient address for ``number``, e.g. ``+4930123456@fax.tc``."""
@@ -155,6 +169,16 @@ class ServiceRules:
     def subject_for(self, number: str) -> str:
         """The default subject for a job to ``number`` (E.164)."""
         return self.subject.format(number=number)
+
+    def email_subject(self, subject: str, job_id: str) -> str:
+        """The subject as the email carries it: with the job's token when the profile asks
+        for one and it fits the subject limit (else as it is: reports then match otherwise)."""
+        if not self.subject_token:
+            return subject
+        tagged = f"{subject} {subject_token(job_id)}".strip()
+        if self.max_subject_chars is not None and len(tagged) > self.max_subject_chars:
+            return subject
+        return tagged
 
     def origin(self, key: str) -> str:
         """Where the value of ``key`` comes from, for messages: ``[service] max_pages``."""
@@ -179,6 +203,11 @@ class ServiceRules:
             "paper": self.paper,
             "overridden": sorted(self.overridden),
         }
+
+
+def subject_token(job_id: str) -> str:
+    """The short token of a job in a subject: ``[faxgw <the id's random part>]``."""
+    return f"[faxgw {job_id.rpartition('-')[2]}]"
 
 
 def get_profile(name: str) -> Profile:
@@ -231,6 +260,7 @@ def rules_for(service: ServiceConfig) -> ServiceRules:
         subject=service.subject,
         paper=service.paper,
         overridden=frozenset(overridden),
+        subject_token=profile.subject_token,
     )
 
 

@@ -79,3 +79,15 @@ def sender_refusal(sender: str, *, allowed: Sequence[str], default: str) -> str 
         return (f"the sender '{shown(sender)}' is not the configured sender, and "
                 "[intake] allowed_senders allows no other")
     return f"the sender '{shown(sender)}' is not in [intake] allowed_senders"
+
+
+def notify_refusal(address: str) -> str | None:
+    """Why ``address`` cannot be told how a job ends (one plain address), or None ("" is
+    nobody)."""
+    if not address:
+        return None
+    local, at, domain = address.rpartition("@")
+    if (not at or not local or "." not in domain or len(address) > 254
+            or any(c.isspace() or c in ',;<>()[]\\"' for c in address) or has_control(address)):
+        return f"notify {shown(address)!r} is not one email address such as name@example.com"
+    return None

@@ -24,6 +24,8 @@ class Intake:
     note: str = ""
     sender: str = ""
     source: str = ""
+    #: Who is told by email how the job ends ("" = nobody).
+    notify: str = ""
     #: Cover page for this job: True / False, or None for the service's default.
     cover: bool | None = None
     #: The sender proved this address by signing in as it (the console's "Send as me"):

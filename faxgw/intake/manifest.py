@@ -14,13 +14,14 @@ from typing import Protocol
 
 from .layout import MANIFEST_SUFFIX
 
-KEYS = frozenset({"to", "files", "subject", "note", "sender", "cover"})
+KEYS = frozenset({"to", "files", "subject", "note", "sender", "cover", "notify"})
 
 
 class _Fields(Protocol):
     subject: str
     note: str
     sender: str
+    notify: str
     cover: bool | None
 
 
@@ -43,7 +44,7 @@ def manifest_fields(data: dict[str, object], intake: _Fields) -> tuple[list[str]
             raise ValueError(f"{name!r} is a manifest, not a document")
     if len(set(files)) != len(files):
         raise ValueError("names a file twice")
-    for key in ("subject", "note", "sender"):
+    for key in ("subject", "note", "sender", "notify"):
         value = data.get(key, "")
         if not isinstance(value, str):
             raise ValueError(f"{key} must be a string")

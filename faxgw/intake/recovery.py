@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,9 +32,12 @@ __all__ = ["recover"]
 log = logging.getLogger("faxgw.spool")
 
 
-def recover(spool: Spool) -> list[Intake]:
-    """Finish or undo every job in ``tmp/`` whose process is gone; every complete job folder
-    in ``jobs/``, so that the caller can register the ones its store does not know."""
+def recover(spool: Spool, unknown: Callable[[Iterable[str]], set[str]]) -> list[Intake]:
+    """Finish or undo every job in ``tmp/`` whose process is gone; the job folders in
+    ``jobs/`` that the store does not know (``unknown(ids)`` says which), to be registered.
+
+    Only those folders' ``job.json`` are read: a start costs in proportion to what may need
+    recovering, not to every job ever kept."""
     tmp = spool.layout.tmp
     try:
         names = sorted(os.listdir(tmp))
@@ -55,7 +59,12 @@ def recover(spool: Spool) -> list[Intake]:
             assembly.abandon()  # a no-op once finished or undone
     sweep_locks(tmp)
     found = []
-    for folder in sorted(spool.layout.jobs.glob("*")):
+    try:
+        names = os.listdir(spool.layout.jobs)
+    except FileNotFoundError:
+        names = []
+    for name in sorted(unknown(names)):
+        folder = spool.layout.jobs / name
         try:
             found.append(Intake.from_file(folder / JOB_FILE))
         except (OSError, ValueError, TypeError):

@@ -22,7 +22,7 @@ from ..fax.profiles import rules_for
 from ..fsutil import write_atomic
 from ..ports import DocumentStore, JobStore
 from ..render import Rendered
-from .checks import control_refusal, sender_refusal, shown
+from .checks import control_refusal, notify_refusal, sender_refusal, shown
 from .job_file import Intake
 from .layout import JOB_FILE
 
@@ -48,7 +48,7 @@ def sender_allowed(config: Config, sender: str, *, signed_in: bool = False) -> s
 
 
 def check_submission(config: Config, *, subject: str, note: str, sender: str,
-                     files: Sequence[Path], signed_in: bool = False) -> None:
+                     files: Sequence[Path], signed_in: bool = False, notify: str = "") -> None:
     """Refuse a submission before anything is made: InputError with code 407 for control
     characters in its texts or file names, 408 for a sender that is not allowed (unless
     ``signed_in``: the person signed in as ``sender``)."""
@@ -59,6 +59,9 @@ def check_submission(config: Config, *, subject: str, note: str, sender: str,
     reason = sender_allowed(config, sender, signed_in=signed_in)
     if reason:
         raise InputError(reason, code=codes.SENDER_NOT_ALLOWED)
+    reason = notify_refusal(notify)
+    if reason:
+        raise InputError(reason, code=codes.NOTIFY_ADDRESS)
 
 
 def _intake_refusal(intake: Intake, config: Config) -> tuple[int, str] | None:
@@ -71,6 +74,9 @@ def _intake_refusal(intake: Intake, config: Config) -> tuple[int, str] | None:
     reason = sender_allowed(config, intake.sender, signed_in=intake.sender_signed_in)
     if reason:
         return codes.SENDER_NOT_ALLOWED, reason
+    reason = notify_refusal(intake.notify)
+    if reason:
+        return codes.NOTIFY_ADDRESS, reason
     return None
 
 
@@ -99,7 +105,8 @@ def register(intake: Intake, *, config: Config, store: JobStore, documents: Docu
     # characters, whatever came in; job.json keeps the names as they are on disk.
     job = Job(id=intake.id, number=shown(intake.number), sender=sender,
               note=shown(intake.note), documents=[shown(name) for name in intake.documents],
-              source=shown(intake.source), cover=intake.cover)
+              source=shown(intake.source), cover=intake.cover,
+              notify="" if notify_refusal(intake.notify) else intake.notify)
     if error is None:
         try:
             number = parse_and_check(intake.number, config.numbers, config.service.region)

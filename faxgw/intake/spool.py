@@ -22,7 +22,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..config import Config
@@ -148,6 +148,7 @@ class Spool:
         note: str = "",
         sender: str = "",
         cover: bool | None = None,
+        notify: str = "",
     ) -> Intake:
         """Copy ``files`` into a new job folder (``faxgw submit``); the originals stay.
 
@@ -169,7 +170,7 @@ class Spool:
         if reason:
             raise InputError(reason, code=codes.CONTROL_CHARACTERS)
         intake = Intake(id=new_job_id(), number=number, subject=subject, note=note,
-                        sender=sender, source="submit", cover=cover)
+                        sender=sender, source="submit", cover=cover, notify=notify)
         assembly = self._begin(intake)
         docs = assembly.path / DOCS
         try:
@@ -317,14 +318,15 @@ class Spool:
         for folder in (self.layout.job_dir(job_id), self.layout.failed / job_id):
             shutil.rmtree(folder, ignore_errors=True)
 
-    def recover(self) -> list[Intake]:
+    def recover(self, unknown: Callable[[Iterable[str]], set[str]] | None = None
+                ) -> list[Intake]:
         """Finish or undo the jobs that processes which are gone left half-assembled in
         ``tmp/`` (a folder whose process lives is left alone).
 
-        Returns every complete job folder in ``jobs/``, so that the caller can register the
-        ones its store does not know.
+        Returns the job folders in ``jobs/`` whose ids ``unknown`` names (the ones the
+        store does not know; every folder when None), so that the caller can register them.
         """
-        return recover(self)
+        return recover(self, unknown or set)
 
 
 def _unique_name(folder: Path, name: str, index: int) -> str:

@@ -8,6 +8,11 @@ Group 3 (MH, 1-D) coded by Pillow's libtiff, with PhotometricInterpretation 0 (W
 the fax convention: fax coders call 0-bits white, and a T.37 offramp that passes the coded
 lines to the fax line unchanged would otherwise send a negative.
 
+Each page is made with its ink as 1-bits already and written as it is; the one tag that says
+so (PhotometricInterpretation 0) is then set in place in each page's directory. Asking Pillow
+for WhiteIsZero instead makes it invert a bilevel page pixel by pixel in Python: a second per
+page, nearly all of the time a long document took.
+
 pdfium is not thread-safe, and the gateway may render from threads: there the rasterising
 runs in a child process of its own (``spawn``, never ``fork``, which is unsafe in a threaded
 process), one per call. A render process (:mod:`faxgw.render.process`), which renders one
@@ -42,6 +47,7 @@ from ..domain.errors import DocumentError
 from ..fsutil import fsync_dir
 from .pdf import Rendered
 from .pdfinput import PDFIUM_LOCK
+from .tiff_tags import PHOTOMETRIC, set_white_is_zero
 
 if TYPE_CHECKING:
     from pypdfium2 import PdfPage  # type: ignore[import-untyped]
@@ -60,7 +66,6 @@ THRESHOLD = 160
 #: Compressions faxgw writes, as Pillow names them.
 COMPRESSIONS = ("group4", "group3")
 #: TIFF tag numbers used here.
-PHOTOMETRIC = 262
 NEW_SUBFILE_TYPE = 254
 ROWS_PER_STRIP = 278
 #: NewSubfileType bit 1: "a single page of a multi-page image" (TIFF 6.0, required by TIFF-F).
@@ -68,6 +73,9 @@ PAGE_OF_MULTIPAGE = 2
 #: Seconds allowed for the child, on top of SECONDS_PER_PAGE per page.
 BASE_TIMEOUT = 60.0
 SECONDS_PER_PAGE = 10.0
+
+#: Grey level → bilevel pixel: ink (below THRESHOLD) 255, paper 0.
+_INK = [255 if level < THRESHOLD else 0 for level in range(256)]
 
 # Set in a render process: rasterise in this process rather than in a child of its own.
 _here = False
@@ -280,16 +288,21 @@ def rasterise(pdf: Path, out: Path, *, compression: str = "group4") -> list[int]
         # Form fields show their values only when pdfium's form environment is set up
         # before the pages are loaded.
         document.init_forms()
+        # Without form fields a page is rendered at 204 x 196 dpi at once; pdfium draws
+        # form fields only at one scale for both axes, so with them the page is rendered at
+        # 204 dpi and scaled to 196 dpi vertically.
+        direct = pdfium.raw.FPDF_GetFormType(document) == pdfium.raw.FORMTYPE_NONE
         with AppendingTiffWriter(str(out), new=True) as writer:
             for index in range(len(document)):
                 page = document[index]
                 try:
-                    frame = _page_to_bilevel(page)
+                    frame = _page_to_bilevel(page, direct=direct)
                 except pdfium.PdfiumError as exc:
                     raise _RasterFailure(f"pdfium cannot render page {index + 1}: {exc}") from exc
                 finally:
                     page.close()
-                counts.append(frame.histogram()[0])
+                # Ink is 255 (1-bits) here: the black pixels of the page.
+                counts.append(frame.histogram()[255])
                 frame.save(
                     writer,
                     format="TIFF",
@@ -297,8 +310,6 @@ def rasterise(pdf: Path, out: Path, *, compression: str = "group4") -> list[int]
                     dpi=(X_DPI, Y_DPI),
                     software="faxgw",
                     tiffinfo={
-                        # Pillow inverts the pixels itself for WhiteIsZero (Pillow >= 8.4).
-                        PHOTOMETRIC: 0,
                         NEW_SUBFILE_TYPE: PAGE_OF_MULTIPAGE,
                         # One strip per page, as fax software writes it (TIFF-F).
                         ROWS_PER_STRIP: frame.height,
@@ -307,24 +318,55 @@ def rasterise(pdf: Path, out: Path, *, compression: str = "group4") -> list[int]
                 writer.newFrame()
     finally:
         document.close()
+    set_white_is_zero(out, len(counts))
     return counts
 
 
-def _page_to_bilevel(page: PdfPage) -> Image.Image:
-    """One pdfium page as a bilevel image 1728 pixels wide at 204 x 196 dpi."""
-    width_pt, _height_pt = page.get_size()
-    # One scale for both axes (pdfium has no other); pages wider than the fax line are
-    # scaled down to fit it rather than cut.
-    scale = min(X_DPI / 72, FAX_WIDTH / width_pt)
-    bitmap = page.render(scale=scale, grayscale=True)
+def _render_at_fax_resolution(page: PdfPage) -> Image.Image:
+    """The page in grey at 204 x 196 dpi, centred on white in the fax width, in one pass
+    (pdfium with a transform matrix: nothing is resampled afterwards)."""
+    import ctypes
+
+    import pypdfium2 as pdfium
+
+    raw = pdfium.raw
+    width_pt, height_pt = page.get_size()
+    # Pages wider than the fax line are scaled down to fit it rather than cut.
+    x_scale = min(X_DPI / 72, FAX_WIDTH / width_pt)
+    y_scale = x_scale * Y_DPI / X_DPI
+    width = min(FAX_WIDTH, max(1, round(width_pt * x_scale)))
+    height = max(1, round(height_pt * y_scale))
+    left = (FAX_WIDTH - width) // 2
+    bitmap = pdfium.PdfBitmap.new_native(FAX_WIDTH, height, raw.FPDFBitmap_Gray)
+    bitmap.fill_rect((255, 255, 255, 255), 0, 0, FAX_WIDTH, height)
+    matrix = raw.FS_MATRIX(x_scale, 0, 0, y_scale, left, 0)
+    clipping = raw.FS_RECTF(0, 0, FAX_WIDTH, height)
+    raw.FPDF_RenderPageBitmapWithMatrix(bitmap, page, ctypes.byref(matrix),
+                                        ctypes.byref(clipping),
+                                        raw.FPDF_ANNOT | raw.FPDF_GRAYSCALE)
     grey: Image.Image = bitmap.to_pil().convert("L")
-    height = max(1, round(grey.height * Y_DPI / X_DPI))
-    grey = grey.resize((grey.width, height), Image.Resampling.LANCZOS)
+    return grey
+
+
+def _page_to_bilevel(page: PdfPage, *, direct: bool = False) -> Image.Image:
+    """One pdfium page as a bilevel image 1728 pixels wide at 204 x 196 dpi."""
+    if direct:
+        grey = _render_at_fax_resolution(page)
+    else:
+        width_pt, _height_pt = page.get_size()
+        # One scale for both axes (pdfium has no other for form fields); pages wider than
+        # the fax line are scaled down to fit it rather than cut.
+        scale = min(X_DPI / 72, FAX_WIDTH / width_pt)
+        bitmap = page.render(scale=scale, grayscale=True)
+        grey = bitmap.to_pil().convert("L")
+        height = max(1, round(grey.height * Y_DPI / X_DPI))
+        grey = grey.resize((grey.width, height), Image.Resampling.LANCZOS)
     if grey.width < FAX_WIDTH:
         left = (FAX_WIDTH - grey.width) // 2
         grey = ImageOps.expand(grey, border=(left, 0, FAX_WIDTH - grey.width - left, 0),
                                fill=255)
     elif grey.width > FAX_WIDTH:  # rounding of the scale: at most a pixel or two
         grey = grey.crop((0, 0, FAX_WIDTH, grey.height))
-    bilevel = grey.point(lambda value: 255 if value >= THRESHOLD else 0)
-    return bilevel.convert("1", dither=Image.Dither.NONE)
+    # Ink as 1-bits, paper as 0: the bits WhiteIsZero means (see set_white_is_zero). One
+    # table lookup from grey to bilevel, no dithering.
+    return grey.point(_INK, "1")

@@ -40,14 +40,17 @@ def handler_for(graph: LocalGraph) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             log.debug("graph %s", format % args)
 
-        def _answer(self, status: int, body: dict[str, Any] | None,
+        def _answer(self, status: int, body: dict[str, Any] | bytes | None,
                     headers: dict[str, str]) -> None:
-            data = json.dumps(body).encode("utf-8") if body is not None else b""
+            # bytes: a message's MIME (``$value``), sent as it is.
+            raw = isinstance(body, bytes)
+            data = body if isinstance(body, bytes) else \
+                json.dumps(body).encode("utf-8") if body is not None else b""
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
             if body is not None:
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "message/rfc822" if raw else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -56,7 +59,7 @@ def handler_for(graph: LocalGraph) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             authorization = self.headers.get("Authorization") or ""
-            path = urlsplit(self.path).path
+            path, query = urlsplit(self.path).path, urlsplit(self.path).query
             with graph._lock:
                 graph.requests.append((method, path, authorization.partition(" ")[0]))
                 graph.in_flight += 1
@@ -64,12 +67,13 @@ def handler_for(graph: LocalGraph) -> type[BaseHTTPRequestHandler]:
             try:
                 if graph.delay:
                     time.sleep(graph.delay)
-                self._route(method, path, authorization, body)
+                self._route(method, path, query, authorization, body)
             finally:
                 with graph._lock:
                     graph.in_flight -= 1
 
-        def _route(self, method: str, path: str, authorization: str, body: bytes) -> None:
+        def _route(self, method: str, path: str, query: str, authorization: str,
+                   body: bytes) -> None:
             parts = [unquote(p) for p in path.split("/") if p]
             if method == "PUT" and len(parts) == 2 and parts[0] == "upload":
                 self._answer(*graph.upload(parts[1], self.headers.get("Content-Range") or "",
@@ -78,7 +82,8 @@ def handler_for(graph: LocalGraph) -> type[BaseHTTPRequestHandler]:
             if len(parts) >= 4 and parts[:2] == ["v1.0", "users"]:
                 try:
                     answer = graph.api(method, parts[2:], authorization,
-                                       self.headers.get("Content-Type") or "", body)
+                                       self.headers.get("Content-Type") or "", body,
+                                       query=query)
                 except Drop:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -87,7 +92,10 @@ def handler_for(graph: LocalGraph) -> type[BaseHTTPRequestHandler]:
                 return
             self._answer(404, error("ResourceNotFound", f"Resource not found: {path}"), {})
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._handle("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
             self._handle("POST")
 
         def do_PUT(self) -> None:  # noqa: N802

@@ -3,7 +3,8 @@
 :class:`EntraEndpoints` holds the protocol half of
 :class:`~faxgw.testing.idp.LocalIdentityProvider`: the discovery document, the device
 authorization endpoint and the token endpoint's three grants, with Entra's error and token
-shapes. The IdP class sets the state, owns the switches and the HTTPS server, and inherits these
+shapes; and ``POST /introspect`` (RFC 7662), which the test IMAP server checks tokens with.
+The IdP class sets the state, owns the switches and the HTTPS server, and inherits these
 methods. Kept apart so that each piece stays small and about one thing: this module the wire
 format, :mod:`faxgw.testing.idp` the switches tests turn, :mod:`faxgw.testing.idp_http` HTTP.
 """
@@ -133,6 +134,27 @@ class EntraEndpoints:
             return self._client_grant(form, client_id, secret)
         return 400, {"error": "unsupported_grant_type",
                      "error_description": f"AADSTS70003: Unsupported grant type {grant}."}
+
+    def introspect(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """``POST /introspect`` (RFC 7662 token introspection), which Entra does not have: the
+        test IMAP server (Dovecot's ``oauth2`` passdb) asks it whether a bearer token is good.
+
+        An unexpired token issued here is ``active`` with its account as ``username`` and
+        ``email`` (Dovecot compares one of them with the user of the XOAUTH2 string) and its
+        scopes; anything else is ``{"active": false}``, as the RFC asks (never an error)."""
+        self.count("introspect")
+        with self._lock:
+            issued = self._tokens.get(form.get("token", ""))
+            if issued is None or issued.expires_at <= self.now():
+                return 200, {"active": False}
+            body: dict[str, Any] = {
+                "active": True, "scope": " ".join(issued.scopes),
+                "client_id": issued.client_id, "token_type": "Bearer",
+                "exp": int(issued.expires_at),
+            }
+            if issued.account is not None:
+                body["username"] = body["email"] = issued.account
+            return 200, body
 
     def _device_grant(self, form: dict[str, str], client_id: str
                       ) -> tuple[int, dict[str, Any]]:

@@ -53,6 +53,9 @@ def handler_for(idp: LocalIdentityProvider) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length).decode("utf-8")
             form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
             parts = [p for p in urlsplit(self.path).path.split("/") if p]
+            if parts == ["introspect"]:
+                self._send(*idp.introspect(form))
+                return
             endpoint = parts[1:] if len(parts) == 4 else []
             if endpoint == ["oauth2", "v2.0", "devicecode"]:
                 idp.count("devicecode")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,6 +27,9 @@ from ..domain.errors import ConfigError, FaxgwError, JobNotFoundError
 from ..domain.jobs import JobState
 from . import credentials, uploads
 from .routes import state_of
+
+if TYPE_CHECKING:
+    from ..app.service import DurationsSnapshot, Observations, Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -143,12 +146,44 @@ async def readyz(request: Request) -> Response:
                         status_code=200 if ready else 503)
 
 
-class GatewayCollector(Collector):
-    """Read at each scrape: jobs by state, whether the store answers, sessions open."""
+def _histogram(name: str, documentation: str,
+               figures: DurationsSnapshot) -> HistogramMetricFamily:
+    """A Prometheus histogram from an engine durations snapshot (cumulative buckets)."""
+    family = HistogramMetricFamily(name, documentation)
+    buckets = [(_bound(bound), float(count)) for bound, count in figures.buckets]
+    family.add_metric([], [*buckets, ("+Inf", float(figures.count))],
+                      sum_value=figures.total_seconds)
+    return family
 
-    def __init__(self, config: Config, sessions: Callable[[], int]) -> None:
+
+def _bound(seconds: float) -> str:
+    return repr(float(seconds))
+
+
+def worker_families(snapshot: Snapshot) -> list[Any]:
+    """The worker's own figures: render and send durations, sessions per mailbox."""
+    sessions = GaugeMetricFamily("faxgw_mailbox_sessions", "Sessions open to the mail "
+                                 "service, per sending mailbox", labels=["mailbox"])
+    for mailbox, count in sorted(snapshot.sessions.items()):
+        sessions.add_metric([mailbox], count)
+    return [
+        _histogram("faxgw_render_duration_seconds", "Time to render a job's attachment "
+                   "(and build its email), in seconds", snapshot.render),
+        _histogram("faxgw_send_duration_seconds", "Time the mail service took to take one "
+                   "fax email (successful or not), in seconds", snapshot.send),
+        sessions,
+    ]
+
+
+class GatewayCollector(Collector):
+    """Read at each scrape: jobs by state, whether the store answers, sessions open; with a
+    worker in this process, its durations and sessions per mailbox."""
+
+    def __init__(self, config: Config, sessions: Callable[[], int],
+                 observations: Observations | None = None) -> None:
         self._config = config
         self._sessions = sessions
+        self._observations = observations
 
     def _token_expiry(self) -> GaugeMetricFamily | None:
         """Seconds until each account's access token expires (negative: expired, refreshed
@@ -191,6 +226,8 @@ class GatewayCollector(Collector):
         sessions = GaugeMetricFamily("faxgw_web_sessions", "Console log-in sessions open")
         sessions.add_metric([], self._sessions())
         yield from (jobs, up, finished, oldest, sessions)
+        if self._observations is not None:
+            yield from worker_families(self._observations.snapshot())
         expiry = self._token_expiry()
         if expiry is not None:
             yield expiry
@@ -199,7 +236,8 @@ class GatewayCollector(Collector):
 async def metrics(request: Request) -> Response:
     state = state_of(request)
     registry = CollectorRegistry()
-    registry.register(GatewayCollector(state.config, lambda: len(state.sessions)))
+    registry.register(GatewayCollector(state.config, lambda: len(state.sessions),
+                                       state.observations))
     body = await run_in_threadpool(generate_latest, registry)
     return PlainTextResponse(body, media_type=CONTENT_TYPE)
 

@@ -23,11 +23,21 @@ from .routes import (
     start_session,
     state_of,
 )
-from .signin_flow import SIGNED_IN, WAITING, PendingSignIns, SignInView, remaining
+from .signin_flow import (
+    SIGNED_IN,
+    WAITING,
+    PendingSignIns,
+    SignInView,
+    TooManySignIns,
+    remaining,
+)
 
 __all__ = ["ME_COOKIE", "ROUTES"]
 
 ME_COOKIE = "faxgw_me"
+#: The answer when too many "Send as me" sign-ins are under way at once.
+BUSY = ("Too many people are signing in with \"Send as me\" right now. Try again in a "
+        "minute or two.")
 
 
 def _pending(request: Request) -> PendingSignIns:
@@ -60,7 +70,10 @@ async def send_as_me(request: Request) -> Response:
         if flows is None or flows.view().state != WAITING:
             if flows is not None:
                 pending.pop(key)
-            key, flows = pending.new()
+            try:
+                key, flows = pending.new()
+            except TooManySignIns:
+                return _page(request, SignInView(), BUSY, 429)
             response.set_cookie(ME_COOKIE, key, max_age=3600, httponly=True,
                                 samesite="strict", secure=state_of(request).secure,
                                 path="/login/me")

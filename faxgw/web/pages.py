@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -16,7 +18,7 @@ from ..app import console, control, queries, signin
 from ..domain import codes
 from ..domain.errors import ConfigError, FaxgwError, JobNotFoundError
 from ..domain.jobs import JobState
-from . import uploads
+from . import previews, uploads
 from .routes import (
     checked_form,
     current_session,
@@ -99,11 +101,24 @@ async def sign_out(request: Request, session: Session) -> Response:
     form = await checked_form(request, session)
     if form is None:
         return refused_csrf(request, session)
+    state = state_of(request)
     account = form.get("account")
-    removed = await run_in_threadpool(signin.sign_out, state_of(request).config,
-                                      account if isinstance(account, str) and account else None)
+    one = account if isinstance(account, str) and account else None
+    assert state.pending is not None
+    # Signing out every mailbox first stops the "Send as me" sign-ins under way, so that
+    # none of them stores tokens after the tokens are removed.
+    stopped = state.pending.cancel_all() if one is None else 0
+    removed = await run_in_threadpool(signin.sign_out, state.config, one)
     session.flashes += [f"Signed out {name}. Its jobs wait until someone signs in again."
                         for name in removed] or ["No account was signed in."]
+    # A person whose mailbox is signed out may no longer send as it: their console
+    # sessions end too.
+    ended = state.sessions.end_users([*removed, *([one] if one else [])])
+    if ended:
+        session.flashes.append(f"Ended {ended} console session(s) of people who send as "
+                               "themselves: they sign in again with Send as me.")
+    if stopped:
+        session.flashes.append(f"Stopped {stopped} Send as me sign-in(s) under way.")
     return _see("/server")
 
 
@@ -135,8 +150,12 @@ def _states(request: Request) -> list[JobState]:
     return [JobState(s) for s in wanted if s in JobState.__members__.values()]
 
 
-@logged_in
-async def jobs(request: Request, session: Session) -> Response:
+#: How often the Job status table refreshes itself (with JavaScript; htmx).
+LIVE_SECONDS = 5
+
+
+async def _job_table(request: Request, session: Session) -> dict[str, Any]:
+    """What the job table shows: the page asked for, of the jobs this session may see."""
     config = state_of(request).config
     states = _states(request)
     try:
@@ -146,9 +165,26 @@ async def jobs(request: Request, session: Session) -> Response:
     result = await run_in_threadpool(functools.partial(
         console.jobs_page, config, states or None, number, PAGE_SIZE,
         sender=None if session.admin else session.user))
+    return {"result": result, "state": states[0].value if states else "",
+            "every": LIVE_SECONDS, "now": datetime.now(UTC)}
+
+
+@logged_in
+async def jobs(request: Request, session: Session) -> Response:
     return page(request, "jobs.html", session=session, title="Job status", nav="jobs",
-                result=result, states=[s.value for s in JobState],
-                state=states[0].value if states else "")
+                states=[s.value for s in JobState], **await _job_table(request, session))
+
+
+async def job_table(request: Request) -> Response:
+    """The job table alone, for the Job status page to refresh itself with. Without a
+    session, htmx is told to go to the Log in page (a plain request is sent there)."""
+    session = current_session(request)
+    if session is None:
+        if request.headers.get("hx-request") == "true":
+            return Response(status_code=401, headers={"HX-Redirect": "/login"})
+        return to_login()
+    # No session handed to the template: the one-time messages wait for a whole page.
+    return page(request, "jobs_table.html", **await _job_table(request, session))
 
 
 @logged_in
@@ -164,8 +200,10 @@ async def job(request: Request, session: Session) -> Response:
         return _not_yours(request, session, request.path_params["job_id"])
     actions = [name for name in ("retry", "cancel", "hold", "release")
                if detail.job.state in control.ACTION_STATES[name]]
+    shown = min(detail.job.pages or 0, previews.PAGES_SHOWN)
     return page(request, "job.html", session=session, title=f"Job {detail.job.id}",
-                nav="jobs", detail=detail, job=detail.job, actions=actions, size=size)
+                nav="jobs", detail=detail, job=detail.job, actions=actions, size=size,
+                shown=shown)
 
 
 @logged_in
@@ -240,9 +278,12 @@ async def _send(request: Request, session: Session, form: FormData) -> Response:
     action = form.get("action")
     try:
         if action == "preview":
-            report = await uploads.preview(config, request_data)
+            found = await uploads.preview(config, request_data,
+                                          pictures=previews.PAGES_SHOWN)
+            stored = previews.keep(session, found.images, found.pages)
             return page(request, "send.html", session=session, title="Send a fax",
-                        nav="send", values=values, report=report, size=size)
+                        nav="send", values=values, report=found.report, size=size,
+                        preview=stored)
         created = await uploads.submit(config, request_data, sender=session.user)
     except (FaxgwError, ValueError) as exc:
         text = uploads.message(exc)
@@ -259,6 +300,39 @@ async def _send(request: Request, session: Session, form: FormData) -> Response:
 
 
 @logged_in
+async def preview_picture(request: Request, session: Session) -> Response:
+    """A page of this session's latest preview, as a picture."""
+    image = previews.picture(session, request.path_params["preview_id"],
+                             request.path_params["page"])
+    if image is None:
+        return page(request, "error.html", 404, session, title="Not found", nav="send",
+                    message="This preview is gone (a newer one replaced it, or it is older "
+                            "than 15 minutes): preview the fax again.")
+    return Response(image.png, media_type="image/png")
+
+
+@logged_in
+async def job_picture(request: Request, session: Session) -> Response:
+    """A page of a job's attachment, as a picture (a fax TIFF shows in every browser so)."""
+    number = request.path_params["page"]
+    if not 1 <= number <= previews.PAGES_SHOWN:
+        return page(request, "error.html", 404, session, title="Job status", nav="jobs",
+                    message=f"pages 1 to {previews.PAGES_SHOWN} are shown as pictures")
+    try:
+        job, image = await run_in_threadpool(console.job_page_image, state_of(request).config,
+                                             request.path_params["job_id"], number - 1)
+        if not session.owns(job.sender):
+            return _not_yours(request, session, request.path_params["job_id"])
+    except JobNotFoundError as exc:
+        return page(request, "error.html", 404, session, title="Job status", nav="jobs",
+                    message=str(exc))
+    if image is None:
+        return page(request, "error.html", 404, session, title="Job status", nav="jobs",
+                    message=f"job {job.id} has no page {number} to show")
+    return Response(image.png, media_type="image/png")
+
+
+@logged_in
 async def codes_page(request: Request, session: Session) -> Response:
     return page(request, "codes.html", session=session, title="Codes", nav="codes",
                 entries=codes.all_codes())
@@ -269,9 +343,12 @@ ROUTES = [
     Route("/server/signout", sign_out, methods=["POST"]),
     Route("/signin", sign_in, methods=["GET", "POST"]),
     Route("/jobs", jobs),
+    Route("/jobs/table", job_table),
     Route("/jobs/{job_id}", job),
     Route("/jobs/{job_id}/fax", job_fax),
+    Route("/jobs/{job_id}/pages/{page:int}.png", job_picture),
     Route("/jobs/{job_id}/{action}", job_action, methods=["POST"]),
     Route("/send", send, methods=["GET", "POST"]),
+    Route("/send/preview/{preview_id}/{page:int}.png", preview_picture),
     Route("/codes", codes_page),
 ]

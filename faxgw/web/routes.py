@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -26,7 +26,10 @@ from ..domain.codes import INTERNAL
 from . import credentials
 from .sessions import LoginThrottle, Session, Sessions
 from .signin_flow import PendingSignIns, SignInFlows
-from .views import when
+from .views import when, when_seconds
+
+if TYPE_CHECKING:
+    from ..app.service import Observations
 
 __all__ = ["WebState", "create_app"]
 
@@ -34,8 +37,10 @@ log = logging.getLogger("faxgw.web")
 
 COOKIE = "faxgw_session"
 LOGIN_COOKIE = "faxgw_login"
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+#: Only the console's own files: its script and htmx, its stylesheet, its page pictures;
+#: connect-src for the Job status table's refresh (htmx asks the console itself).
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
            (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
 
@@ -53,6 +58,9 @@ class WebState:
     #: When the worker in this process last finished a round (``faxgw run`` with
     #: ``[web] listen``); None when no worker runs beside the console (``faxgw web``).
     last_round: Callable[[], datetime | None] | None = None
+    #: What that worker observes (render and send durations, sessions per mailbox) for
+    #: ``/metrics``; None without a worker beside the console.
+    observations: Observations | None = None
     templates: Environment = field(default_factory=lambda: Environment(
         loader=PackageLoader("faxgw.web", "templates"), autoescape=select_autoescape(default=True),
         trim_blocks=True, lstrip_blocks=True))
@@ -63,6 +71,7 @@ class WebState:
         if self.pending is None:
             self.pending = PendingSignIns(self.config)
         self.templates.filters["when"] = when
+        self.templates.filters["when_seconds"] = when_seconds
 
     def close(self) -> None:
         """Cancel the sign-ins under way and wait a little for their threads."""

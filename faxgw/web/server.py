@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -17,6 +18,9 @@ from ..config import Config, is_loopback, split_listen
 from ..domain.errors import ConfigError
 from . import credentials
 from .routes import WebState, create_app
+
+if TYPE_CHECKING:
+    from ..app.service import Observations
 
 log = logging.getLogger("faxgw.web")
 
@@ -74,14 +78,16 @@ def bind(config: Config, listen: str | None = None) -> socket.socket:
 
 async def serve(config: Config, stop: asyncio.Event, *, sock: socket.socket | None = None,
                 state: WebState | None = None,
-                last_round: Callable[[], datetime | None] | None = None) -> None:
+                last_round: Callable[[], datetime | None] | None = None,
+                observations: Observations | None = None) -> None:
     """Serve the console until ``stop`` is set, then finish the requests under way.
 
     ``sock`` is a socket from :func:`bind` (made here from ``[web] listen`` when not
     given; a ConfigError or OSError then comes before anything is served). ``last_round``
-    says when the worker in this process last finished a round (for ``/readyz``)."""
+    says when the worker in this process last finished a round (for ``/readyz``);
+    ``observations`` are its render and send durations and sessions (for ``/metrics``)."""
     sock = sock if sock is not None else bind(config)
-    web = state or WebState(config, last_round=last_round)
+    web = state or WebState(config, last_round=last_round, observations=observations)
     tls = {}
     if config.web.certificate_file is not None:
         tls = {"ssl_certfile": str(config.web.certificate_file),
@@ -105,19 +111,20 @@ async def serve(config: Config, stop: asyncio.Event, *, sock: socket.socket | No
         sock.close()
 
 
-def beside(config: Config) -> Callable[[asyncio.Event, Callable[[], datetime | None]],
-                                       Awaitable[None]] | None:
+def beside(config: Config) -> Callable[[asyncio.Event, Callable[[], datetime | None],
+                                        Observations], Awaitable[None]] | None:
     """For ``faxgw run``: None when ``[web] listen`` is empty, else the console to run in the
-    service's loop until its stop event is set, given when the worker last finished a round.
-    The socket is bound now, so that a wrong address or a port in use stops ``faxgw run``
-    before the worker starts."""
+    service's loop until its stop event is set, given when the worker last finished a round
+    and what it observes. The socket is bound now, so that a wrong address or a port in use
+    stops ``faxgw run`` before the worker starts."""
     if not config.web.listen:
         return None
     sock = bind(config)
 
-    def console(stop: asyncio.Event, last_round: Callable[[], datetime | None]
-                ) -> Awaitable[None]:
-        return serve(config, stop, sock=sock, last_round=last_round)
+    def console(stop: asyncio.Event, last_round: Callable[[], datetime | None],
+                observations: Observations) -> Awaitable[None]:
+        return serve(config, stop, sock=sock, last_round=last_round,
+                     observations=observations)
 
     return console
 

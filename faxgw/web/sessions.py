@@ -11,7 +11,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["LoginThrottle", "Session", "Sessions"]
@@ -32,6 +32,8 @@ class Session:
     #: The person's own address when they signed in with "Send as me" (a user session:
     #: their own jobs only); empty for the administrator.
     user: str = ""
+    #: The page pictures of this session's latest preview (:mod:`faxgw.web.previews`).
+    preview: object = None
 
     @property
     def admin(self) -> bool:
@@ -79,6 +81,17 @@ class Sessions:
     def end(self, session_id: str | None) -> None:
         with self._lock:
             self._open.pop(session_id or "", None)
+
+    def end_users(self, accounts: Iterable[str]) -> int:
+        """End every "Send as me" session of ``accounts`` (compared without case): their
+        sign-in was removed. How many ended."""
+        wanted = {account.strip().lower() for account in accounts}
+        with self._lock:
+            ended = [key for key, session in self._open.items()
+                     if session.user and session.user.strip().lower() in wanted]
+            for key in ended:
+                del self._open[key]
+        return len(ended)
 
     def __len__(self) -> int:
         with self._lock:

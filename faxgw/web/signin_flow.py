@@ -21,7 +21,7 @@ from ..domain.errors import FaxgwError
 
 log = logging.getLogger("faxgw.web")
 
-__all__ = ["PendingSignIns", "SignInFlows", "SignInView"]
+__all__ = ["MAX_PENDING", "PendingSignIns", "SignInFlows", "SignInView", "TooManySignIns"]
 
 IDLE, WAITING, SIGNED_IN, FAILED, CANCELLED = "idle", "waiting", "signed-in", "failed", \
     "cancelled"
@@ -154,15 +154,24 @@ class SignInFlows:
         log.warning("sign-in from the web console failed: %s", exc)
 
 
-#: At most this many "Send as me" sign-ins wait at once; a new one cancels the oldest.
+#: At most this many "Send as me" sign-ins wait at once: each holds a thread and a device
+#: code at the identity provider, so beyond it a new one is refused (429) until some end.
 MAX_PENDING = 32
+#: Finished sign-ins whose browser has not come back for the outcome are kept up to this
+#: many (then the oldest are forgotten): the table never grows without bound.
+MAX_KEPT = 4 * MAX_PENDING
+
+
+class TooManySignIns(Exception):
+    """:data:`MAX_PENDING` "Send as me" sign-ins are under way: try again shortly."""
 
 
 class PendingSignIns:
     """The "Send as me" sign-ins under way, by browser."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, limit: int = MAX_PENDING) -> None:
         self._config = config
+        self._limit = limit
         self._lock = threading.Lock()
         self._flows: dict[str, SignInFlows] = {}
 
@@ -171,13 +180,22 @@ class PendingSignIns:
         with self._lock:
             return self._flows.get(key or "")
 
+    def waiting(self) -> int:
+        """How many sign-ins are under way (started and not yet ended)."""
+        with self._lock:
+            return sum(1 for flows in self._flows.values() if _open(flows))
+
     def new(self) -> tuple[str, SignInFlows]:
-        """A sign-in for a browser: the key for its cookie, and the flow (not started)."""
+        """A sign-in for a browser: the key for its cookie, and the flow (not started).
+        Raises :class:`TooManySignIns` when :data:`MAX_PENDING` are under way."""
         key = secrets.token_urlsafe(32)
         flows = SignInFlows(self._config, user=True)
         with self._lock:
-            while len(self._flows) >= MAX_PENDING:
-                self._flows.pop(next(iter(self._flows))).cancel()
+            if sum(1 for other in self._flows.values() if _open(other)) >= self._limit:
+                raise TooManySignIns(f"{self._limit} sign-ins are under way")
+            ended = [k for k, other in self._flows.items() if not _open(other)]
+            while ended and len(self._flows) >= MAX_KEPT:
+                self._flows.pop(ended.pop(0))
             self._flows[key] = flows
         return key, flows
 
@@ -185,6 +203,16 @@ class PendingSignIns:
         """Forget a browser's sign-in (done, or to start again)."""
         with self._lock:
             return self._flows.pop(key or "", None)
+
+    def cancel_all(self) -> int:
+        """Cancel every sign-in under way (the administrator signed every mailbox out) and
+        forget them all; how many were waiting."""
+        with self._lock:
+            flows, self._flows = list(self._flows.values()), {}
+        waiting = sum(1 for flow in flows if _open(flow))
+        for flow in flows:
+            flow.cancel()
+        return waiting
 
     def close(self) -> None:
         """Cancel every sign-in under way and wait a little for their threads."""
@@ -194,6 +222,11 @@ class PendingSignIns:
             flow.cancel()
         for flow in flows:
             flow.close(1.0)
+
+
+def _open(flows: SignInFlows) -> bool:
+    """Made and not yet started, or waiting for the person: it counts against the limit."""
+    return flows.view().state in (IDLE, WAITING)
 
 
 def remaining(view: SignInView) -> int:

@@ -10,12 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from ..app.preview import preview as preview_fax
+from ..app.console import PreviewPages, preview_pages
 from ..app.submit import submit as submit_fax
 from ..config import Config
 from ..domain.errors import DocumentError, FaxgwError
@@ -100,28 +99,31 @@ def _check(request: FaxRequest, *, need_number: bool) -> None:
         raise ValueError("choose at least one document")
 
 
-async def preview(config: Config, request: FaxRequest) -> dict[str, Any]:
-    """``faxgw preview --json``'s report for the request (the number when given)."""
+async def preview(config: Config, request: FaxRequest, *, pictures: int = 0) -> PreviewPages:
+    """``faxgw preview --json``'s report for the request (the number when given), and the
+    first ``pictures`` pages of the fax as pictures. Rendered in a worker thread."""
     _check(request, need_number=False)
 
-    def run() -> dict[str, Any]:
+    def run() -> PreviewPages:
         with _saved(request.files, config.limits.max_input_bytes) as paths:
-            return preview_fax(config, paths, number_text=request.to or None,
-                               subject=request.subject or None, note=request.note,
-                               cover=request.cover).report
+            return preview_pages(config, paths, limit=pictures,
+                                 number_text=request.to or None,
+                                 subject=request.subject or None, note=request.note,
+                                 cover=request.cover)
 
     return await run_in_threadpool(run)
 
 
 async def submit(config: Config, request: FaxRequest, *, sender: str = "") -> Job:
     """The job ``faxgw submit`` would make of the request; ``sender``: a person who signed
-    in as that address ("Send as me"), so that the job goes out from their mailbox."""
+    in as that address ("Send as me"), so that the job goes out from their mailbox, and who
+    is told by email how it ends (``[notify] on``), as ``faxgw submit --notify`` would."""
     _check(request, need_number=True)
 
     def run() -> Job:
         with _saved(request.files, config.limits.max_input_bytes) as paths:
             return submit_fax(config, request.to, paths, subject=request.subject,
                               note=request.note, cover=request.cover, sender=sender,
-                              sender_signed_in=bool(sender))
+                              sender_signed_in=bool(sender), notify=sender)
 
     return await run_in_threadpool(run)

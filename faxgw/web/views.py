@@ -11,7 +11,7 @@ from ..config import Config
 from ..domain import codes
 from ..domain.signin import APP_ONLY, EXPIRED, SIGN_IN_NEEDED, AccountStatus
 
-__all__ = ["AccountBlock", "server_rows", "when"]
+__all__ = ["AccountBlock", "server_rows", "size", "when", "when_seconds"]
 
 METHODS = {"oauth2": "OAuth2", "password": "Password (SMTP AUTH)", "none": "None"}
 SERVICES = {"exchange-online": "Microsoft Exchange Online", "outlook": "Outlook.com",
@@ -33,6 +33,11 @@ def when(moment: datetime | str | None) -> str:
         except ValueError:
             return text
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def when_seconds(moment: datetime) -> str:
+    """A time to the second, for what changes by itself: ``2026-11-30 06:15:42 UTC``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def size(count: int | None) -> str:

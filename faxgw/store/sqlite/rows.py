@@ -11,12 +11,14 @@ import sqlite3
 from datetime import UTC, datetime
 
 from ...domain.jobs import HistoryEvent, Job, JobState, utcnow
+from ...domain.reports import MatchedBy, Outcome, Report
 
 #: The columns of ``jobs`` that :func:`insert_values` fills, in order.
 INSERT_COLUMNS = (
     "id", "created", "updated", "state", "code", "attempts", "next_attempt_at", "number",
     "recipient", "sender", "subject", "note", "documents", "pages", "bytes", "message_id",
     "error", "last_reply", "source", "age_from", "paused_since", "cover", "preparing",
+    "notify", "notified",
 )
 
 
@@ -51,7 +53,7 @@ def insert_values(job: Job, updated: datetime) -> tuple[object, ...]:
         ts(job.next_attempt_at), job.number, job.recipient, job.sender, job.subject, job.note,
         json.dumps(job.documents), job.pages, job.bytes, job.message_id, job.error,
         job.last_reply, job.source, ts(job.age_from or job.created), ts(job.paused_since),
-        job.cover, job.preparing,
+        job.cover, job.preparing, job.notify, job.notified,
     )
 
 
@@ -83,6 +85,8 @@ def job_from(row: sqlite3.Row) -> Job:
         owner=row["owner"],
         lease_until=dt(row["lease_until"]),
         preparing=row["preparing"],
+        notify=row["notify"],
+        notified=row["notified"],
     )
 
 
@@ -95,4 +99,26 @@ def event_from(row: sqlite3.Row) -> HistoryEvent:
         state=JobState(row["state"]) if row["state"] else None,
         code=row["code"],
         detail=row["detail"],
+    )
+
+
+#: The columns of ``reports`` that :func:`report_values` fills, in order.
+REPORT_COLUMNS = ("key", "mailbox", "received", "sender", "subject", "kind", "outcome", "code",
+                  "job_id", "matched_by", "summary", "raw")
+
+
+def report_values(report: Report) -> tuple[object, ...]:
+    """The values of :data:`REPORT_COLUMNS` for a report."""
+    return (report.key, report.mailbox, ts(report.received), report.sender, report.subject,
+            report.kind, report.outcome.value, report.code, report.job_id,
+            report.matched_by.value, report.summary, report.raw)
+
+
+def report_from(row: sqlite3.Row) -> Report:
+    """A report from its row."""
+    return Report(
+        key=row["key"], mailbox=row["mailbox"], received=dt(row["received"]) or utcnow(),
+        sender=row["sender"], subject=row["subject"], kind=row["kind"],
+        outcome=Outcome(row["outcome"]), code=row["code"], job_id=row["job_id"],
+        matched_by=MatchedBy(row["matched_by"]), summary=row["summary"], raw=row["raw"],
     )

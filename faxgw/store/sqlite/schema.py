@@ -11,7 +11,7 @@ import sqlite3
 
 from ...domain.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -61,6 +61,34 @@ _STEPS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE jobs ADD COLUMN preparing TEXT",
         # Finding who holds marks costs in proportion to the marks, not to every job.
         "CREATE INDEX jobs_preparing ON jobs (preparing) WHERE preparing IS NOT NULL",
+    ),
+    # Version 3: whom to tell how a job ended; the reports read from the sending mailbox and
+    # where the reader is in each mailbox.
+    2: (
+        "ALTER TABLE jobs ADD COLUMN notify TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN notified TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX jobs_notify ON jobs (state) WHERE notify <> ''",
+        """CREATE TABLE reports (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            key        TEXT NOT NULL UNIQUE,
+            mailbox    TEXT NOT NULL,
+            received   TEXT NOT NULL,
+            sender     TEXT NOT NULL DEFAULT '',
+            subject    TEXT NOT NULL DEFAULT '',
+            kind       TEXT NOT NULL,
+            outcome    TEXT NOT NULL,
+            code       INTEGER,
+            job_id     TEXT,
+            matched_by TEXT NOT NULL DEFAULT '',
+            summary    TEXT NOT NULL DEFAULT '',
+            raw        BLOB NOT NULL
+        )""",
+        "CREATE INDEX reports_job ON reports (job_id)",
+        """CREATE TABLE inbox_cursors (
+            mailbox TEXT PRIMARY KEY,
+            cursor  TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )""",
     ),
 }
 

@@ -19,8 +19,17 @@ from datetime import datetime
 from pathlib import Path
 
 from ...domain.errors import JobNotFoundError, JobStateError, StoreError
-from ...domain.jobs import UPDATABLE, HistoryEvent, Job, JobState, can_transition, utcnow
+from ...domain.jobs import (
+    FINISHED_STATES,
+    UPDATABLE,
+    HistoryEvent,
+    Job,
+    JobState,
+    can_transition,
+    utcnow,
+)
 from ...ports import JobStore
+from .reports import SQLiteReports
 from .rows import INSERT_COLUMNS, column, dt, event_from, insert_values, job_from, ts
 from .schema import migrate
 
@@ -30,8 +39,9 @@ _RECOVERED = ("the runner sending this job stopped; queued again (possibly deliv
               "server had already accepted it, the fax may arrive twice)")
 
 
-class SQLiteJobStore(JobStore):
-    """Jobs and history in one SQLite file (WAL), shared safely by processes on one host."""
+class SQLiteJobStore(SQLiteReports, JobStore):
+    """Jobs, history and reports in one SQLite file (WAL), shared safely by processes on one
+    host."""
 
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.path = path
@@ -97,6 +107,17 @@ class SQLiteJobStore(JobStore):
     def exists(self, job_id: str) -> bool:
         """Whether a job with exactly this id is stored."""
         return self._db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
+
+    def unknown(self, job_ids: Iterable[str]) -> set[str]:
+        """Those of ``job_ids`` with no job here, asked in batches (one query per 500)."""
+        wanted = list(dict.fromkeys(job_ids))
+        missing: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT id FROM jobs WHERE id IN ({','.join('?' * len(batch))})", batch)
+            missing.update(set(batch) - {row["id"] for row in rows})
+        return missing
 
     def list_jobs(
         self, states: Iterable[JobState] | None = None, limit: int | None = None
@@ -301,20 +322,43 @@ class SQLiteJobStore(JobStore):
                                  [(job_id,) for job_id in ids])
         return ids
 
+    def sent_before(self, before: datetime, *, limit: int = 500) -> list[Job]:
+        """Jobs in ``sent`` last changed before ``before``, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE state = ? AND updated < ? ORDER BY updated LIMIT ?",
+            (JobState.SENT.value, ts(before), limit))
+        return [job_from(row) for row in rows]
+
+    def to_notify(self, states: Iterable[JobState], *, limit: int = 500) -> list[Job]:
+        """Jobs whose outcome has not been told to their ``notify`` address yet."""
+        wanted = [JobState(s).value for s in states]
+        if not wanted:
+            return []
+        rows = self._db.execute(
+            f"SELECT * FROM jobs WHERE notify <> '' AND state IN ({','.join('?' * len(wanted))})"
+            " AND notified <> state || ':' || COALESCE(code, '') ORDER BY updated LIMIT ?",
+            (*wanted, limit))
+        return [job_from(row) for row in rows]
+
     def purge(self, before: datetime) -> list[str]:
-        """Delete finished jobs last changed before ``before``, with their history."""
-        finished = [JobState.SENT.value, JobState.FAILED.value, JobState.CANCELLED.value]
+        """Delete finished jobs last changed before ``before``, with their history and
+        reports (unmatched reports received before ``before`` too)."""
+        finished = sorted(state.value for state in FINISHED_STATES)
         with self._write():
             ids = [
                 row["id"]
                 for row in self._db.execute(
-                    "SELECT id FROM jobs WHERE state IN (?,?,?) AND updated < ?",
+                    f"SELECT id FROM jobs WHERE state IN ({','.join('?' * len(finished))}) "
+                    "AND updated < ?",
                     (*finished, ts(before)),
                 )
             ]
             for job_id in ids:
                 self._db.execute("DELETE FROM history WHERE job_id = ?", (job_id,))
+                self._db.execute("DELETE FROM reports WHERE job_id = ?", (job_id,))
                 self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self._db.execute("DELETE FROM reports WHERE job_id IS NULL AND received < ?",
+                             (ts(before),))
         return ids
 
     def close(self) -> None:

@@ -1,8 +1,9 @@
 """The Microsoft Graph transport: httpx sessions, the answer table, the TLS settings.
 
 :class:`GraphTransport` is the adapter behind the :class:`~faxgw.ports.Transport` port for
-``[transport] kind = "graph"``: Graph ``sendMail`` with the same MIME the SMTP path builds, for
-tenants where SMTP AUTH is off. The engine never sees httpx.
+``[transport] kind = "graph"``: Graph ``sendMail`` with the same email the SMTP path builds
+(as MIME, or as JSON when no copy may stay in Sent Items), for tenants where SMTP AUTH is off.
+The engine never sees httpx.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from ...config import GraphConfig
 from ...domain.errors import ConfigError
 from ...ports import CredentialProvider
 from .answers import RULES, Answer, classify_answer, parse_answer
+from .check import MailboxCheck, Verdict
+from .message import GraphMessage, from_mime
 from .session import MAX_SENDMAIL_BASE64, GraphSession, translate_answer, translate_network
 from .tls import tls_context
 
-__all__ = ["MAX_SENDMAIL_BASE64", "RULES", "Answer", "GraphSession", "GraphTransport",
-           "classify_answer", "parse_answer", "tls_context", "translate_answer",
-           "translate_network"]
+__all__ = ["MAX_SENDMAIL_BASE64", "RULES", "Answer", "GraphMessage", "GraphSession",
+           "GraphTransport", "MailboxCheck", "Verdict", "classify_answer", "from_mime",
+           "parse_answer", "tls_context", "translate_answer", "translate_network"]
 
 
 class GraphTransport:

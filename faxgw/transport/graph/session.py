@@ -2,14 +2,16 @@
 
 :class:`GraphSession` is the Graph adapter's :class:`~faxgw.ports.Session`. This module is the
 one boundary where httpx's and ssl's exceptions and Graph's answers become faxgw's, classified
-once by the answer table (:mod:`faxgw.transport.graph.answers`). The message is the same MIME
-the SMTP path sends, posted as base64 to ``/v1.0/users/{mailbox}/sendMail``
-(``Content-Type: text/plain``); TLS is verified (system CAs plus ``[graph] ca_file``, TLS 1.2
-at least), and the bearer token is a Graph token (``Resource.GRAPH``), never the SMTP one.
+once by the answer table (:mod:`faxgw.transport.graph.answers`). The message is the same email
+the SMTP path sends: its MIME posted as base64 to ``/v1.0/users/{mailbox}/sendMail``
+(``Content-Type: text/plain``) when a copy may stay in Sent Items, else the same fields as
+JSON with ``"saveToSentItems": false``; TLS is verified (system CAs plus ``[graph] ca_file``,
+TLS 1.2 at least), and the bearer token is a Graph token (``Resource.GRAPH``), never the SMTP one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -31,13 +33,27 @@ from ...domain.errors import (
 )
 from ...ports import Accepted, CredentialProvider, Resource
 from .answers import Answer, classify_answer, parse_answer
+from .check import VERDICTS, MailboxCheck, Verdict
+from .message import GraphMessage, file_attachment, from_mime
 from .tls import tls_context
-from .upload import READ_WRITE_HINT, SMALL_ATTACHMENT, Attachment, chunks, split_attachments
+from .upload import (
+    READ_WRITE_HINT,
+    SMALL_ATTACHMENT,
+    UPLOAD_SESSIONS,
+    Attachment,
+    chunks,
+    split_attachments,
+)
 
 log = logging.getLogger("faxgw.transport")
 
-#: Graph takes about 4 MB per request; the base64 of the MIME stays under this.
+#: Graph takes about 4 MB per request; the base64 of the MIME (or the JSON message) stays
+#: under this, larger faxes take the upload path.
 MAX_SENDMAIL_BASE64 = 3_500_000
+#: What an expired upload session's URL answers (Graph: 404; some front ends: 410 Gone).
+EXPIRED_UPLOAD = frozenset({404, 410})
+#: Added to the accepted reply when the upload path kept a copy that was not wanted.
+SENT_ITEMS_NOTE = " (a draft sent by the upload path: Graph keeps a copy in Sent Items)"
 #: Seconds to connect and to wait for an answer; uploads add time for their size.
 TIMEOUT_SECONDS = 60.0
 _MIN_UPLOAD_BYTES_PER_SECOND = 50_000
@@ -84,6 +100,12 @@ def translate_answer(answer: Answer, *, stage: str, hint: str = "") -> DeliveryE
         kind = PermanentError
     return kind(text, code=rule.code, reply=answer.reply, disposition=rule.disposition,
                 retry_after=retry_after)
+
+
+def _json_mail(message: bytes) -> tuple[GraphMessage, bytes]:
+    """The email as Graph's fields, and the JSON ``sendMail`` that keeps no copy."""
+    mail = from_mime(message)
+    return mail, mail.send_mail_body(save_to_sent_items=False)
 
 
 def _json(response: httpx.Response) -> dict[str, object]:
@@ -139,31 +161,53 @@ class GraphSession:
                                          timeout=TIMEOUT_SECONDS, follow_redirects=False)
 
     async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> Accepted:
-        """Send the MIME message from the session's mailbox (recipients are its To header)."""
-        encoded = base64.b64encode(message)
-        if len(encoded) > MAX_SENDMAIL_BASE64:
-            return await self._send_large(message)
+        """Send the MIME message from the session's mailbox (recipients are its To header).
+
+        ``[graph] save_to_sent_items = true``: the MIME as it is (Graph keeps a copy in Sent
+        Items). ``false``: the same email as JSON with ``"saveToSentItems": false``, the one
+        form of ``sendMail`` that keeps no copy (:mod:`faxgw.transport.graph.message`).
+        """
+        mail: GraphMessage | None = None
+        if self.settings.save_to_sent_items:
+            body, content_type = base64.b64encode(message), "text/plain"
+        else:
+            # Reading the email back takes milliseconds: off the event loop, where the other
+            # sessions wait for their answers.
+            mail, body = await asyncio.to_thread(_json_mail, message)
+            content_type = "application/json"
+        if len(body) > MAX_SENDMAIL_BASE64:
+            return await self._send_large(message, mail)
         try:
             response = await self._call("POST", f"{self.mailbox_url}/sendMail",
-                                        stage="sendMail", content=encoded,
-                                        content_type="text/plain")
+                                        stage="sendMail", content=body,
+                                        content_type=content_type)
         except PermanentError as exc:
             if exc.code != codes.TOO_LARGE:
                 raise
             # Graph found the request too large after all: the upload path, once.
             log.info("↻ %s: sendMail too large (%s), using the upload path", self.account,
                      exc.reply)
-            return await self._send_large(message)
+            return await self._send_large(message, mail)
         self.messages_sent += 1
         return Accepted(f"{response.status_code} Accepted by Graph",
                         response.headers.get("request-id"))
 
-    async def _send_large(self, message: bytes) -> Accepted:
-        """Draft from the MIME without attachments → attachments (upload sessions) → send."""
-        draft_mime, attachments = split_attachments(message)
+    async def _send_large(self, message: bytes, mail: GraphMessage | None) -> Accepted:
+        """Draft without attachments → attachments (upload sessions) → send.
+
+        The draft is made from the MIME (``mail`` None) or from the same JSON fields. Graph's
+        ``send`` of a draft always keeps it in Sent Items: ``saveToSentItems`` exists for
+        ``sendMail`` only, so the accepted reply says so when a copy was not wanted.
+        """
+        if mail is None:
+            draft_mime, attachments = split_attachments(message)
+            content, content_type = base64.b64encode(draft_mime), "text/plain"
+        else:
+            attachments = list(mail.attachments)
+            content, content_type = mail.draft_body(), "application/json"
         response = await self._call("POST", f"{self.mailbox_url}/messages", stage="draft",
-                                    content=base64.b64encode(draft_mime),
-                                    content_type="text/plain", hint=READ_WRITE_HINT)
+                                    content=content, content_type=content_type,
+                                    hint=READ_WRITE_HINT)
         draft_id = str(_json(response).get("id") or "")
         if not draft_id:
             raise TransientError("draft: Graph gave no id for the draft", code=codes.TRY_LATER)
@@ -178,32 +222,43 @@ class GraphSession:
                 await self._discard(draft)
             raise
         self.messages_sent += 1
-        return Accepted(f"{response.status_code} Accepted by Graph",
+        kept = "" if mail is None else SENT_ITEMS_NOTE
+        return Accepted(f"{response.status_code} Accepted by Graph{kept}",
                         response.headers.get("request-id"))
 
     async def _attach(self, draft: str, attachment: Attachment) -> None:
         if len(attachment.data) <= SMALL_ATTACHMENT:
-            body = {"@odata.type": "#microsoft.graph.fileAttachment", "name": attachment.name,
-                    "contentType": attachment.content_type,
-                    "contentBytes": base64.b64encode(attachment.data).decode("ascii")}
+            body = file_attachment(attachment)
             await self._call("POST", f"{draft}/attachments", stage="attach",
                              content=json.dumps(body).encode(), hint=READ_WRITE_HINT)
             return
         item = {"AttachmentItem": {"attachmentType": "file", "name": attachment.name,
                                    "size": len(attachment.data),
                                    "contentType": attachment.content_type}}
-        response = await self._call("POST", f"{draft}/attachments/createUploadSession",
-                                    stage="createUploadSession",
-                                    content=json.dumps(item).encode(), hint=READ_WRITE_HINT)
-        upload_url = str(_json(response).get("uploadUrl") or "")
-        if not upload_url.startswith("https://"):
-            raise TransientError("createUploadSession: Graph gave no https upload URL",
-                                 code=codes.TRY_LATER)
-        await self._upload(upload_url, attachment.data)
+        for _ in range(UPLOAD_SESSIONS):
+            response = await self._call("POST", f"{draft}/attachments/createUploadSession",
+                                        stage="createUploadSession",
+                                        content=json.dumps(item).encode(),
+                                        hint=READ_WRITE_HINT)
+            upload_url = str(_json(response).get("uploadUrl") or "")
+            if not upload_url.startswith("https://"):
+                raise TransientError("createUploadSession: Graph gave no https upload URL",
+                                     code=codes.TRY_LATER)
+            if await self._upload(upload_url, attachment.data):
+                return
+            # Graph forgets an upload session after a while without use: a new one starts
+            # the attachment again from its first byte.
+            log.info("↻ %s: the upload session expired, starting the attachment again",
+                     self.account)
+        raise TransientError(f"upload: the upload session expired {UPLOAD_SESSIONS} times "
+                             "before the attachment was complete (a slow or interrupted "
+                             "connection to Graph); the fax is sent again later",
+                             code=codes.TRY_LATER)
 
-    async def _upload(self, url: str, data: bytes) -> None:
-        """PUT the bytes in order; the upload URL carries its own authorization: the bearer
-        token is never sent to it."""
+    async def _upload(self, url: str, data: bytes) -> bool:
+        """PUT the bytes in order; False when the upload session has expired (404 or 410
+        from its URL). The upload URL carries its own authorization: the bearer token is
+        never sent to it."""
         client = self._client
         assert client is not None
         total = len(data)
@@ -218,10 +273,13 @@ class GraphSession:
             except httpx.HTTPError as exc:
                 raise translate_network(exc, stage="upload",
                                         where=self.settings.root) from None
+            if response.status_code in EXPIRED_UPLOAD:
+                return False
             if not 200 <= response.status_code < 300:
                 answer = parse_answer(response.status_code, response.content,
                                       dict(response.headers))
                 raise translate_answer(answer, stage="upload") from None
+        return True
 
     async def _discard(self, draft: str) -> None:
         """Delete a draft that was not sent (best effort: a stray draft harms nobody)."""
@@ -233,10 +291,40 @@ class GraphSession:
         except httpx.HTTPError:
             log.info("%s: could not delete the unsent draft", self.account)
 
+    async def check_mailbox(self) -> MailboxCheck:
+        """Whether the mailbox may send, by a harmless read of its settings
+        (:mod:`faxgw.transport.graph.check`); nothing is sent or changed. Raises what the
+        answer table says for answers that are no verdict (throttling, faults, no token)."""
+        response = await self._request("GET", f"{self.mailbox_url}/mailboxSettings",
+                                       stage="check")
+        answer = parse_answer(response.status_code, response.content, dict(response.headers))
+        rule = classify_answer(answer)
+        verdict = VERDICTS.get(rule.code)
+        if rule.code == codes.REJECTED and answer.status != 404:
+            verdict = None  # a request Graph did not understand says nothing of the mailbox
+        if verdict is None:
+            raise translate_answer(answer, stage="check")
+        if verdict is Verdict.MAY_SEND:
+            why = ("the token is for Graph and the mailbox answered: no access policy or "
+                   "scope keeps the app out")
+            return MailboxCheck(self.account, verdict, rule.code, f"{answer.status} OK", why)
+        return MailboxCheck(self.account, verdict, rule.code, answer.reply, rule.why)
+
     async def _call(self, method: str, url: str, *, stage: str, content: bytes = b"",
                     content_type: str = "application/json", hint: str = "") -> httpx.Response:
-        """One request with the bearer token; a 401 takes a fresh token once. Returns a
-        success; raises anything else classified."""
+        """One request with the bearer token (:meth:`_request`). Returns a success; raises
+        anything else classified."""
+        response = await self._request(method, url, stage=stage, content=content,
+                                       content_type=content_type)
+        if 200 <= response.status_code < 300:
+            return response
+        answer = parse_answer(response.status_code, response.content, dict(response.headers))
+        raise translate_answer(answer, stage=stage, hint=hint) from None
+
+    async def _request(self, method: str, url: str, *, stage: str, content: bytes = b"",
+                       content_type: str = "application/json") -> httpx.Response:
+        """One request with the bearer token; a 401 takes a fresh token once. Returns the
+        answer, whatever it is; raises a lost connection classified."""
         client = self._client
         if client is None or client.is_closed:
             raise ConnectError("the session to Graph is closed", code=codes.NO_CONNECTION)
@@ -257,10 +345,7 @@ class GraphSession:
                 self._token = fresh.secret
                 continue
             break
-        if 200 <= response.status_code < 300:
-            return response
-        answer = parse_answer(response.status_code, response.content, dict(response.headers))
-        raise translate_answer(answer, stage=stage, hint=hint) from None
+        return response
 
     async def close(self) -> None:
         """Close the HTTPS connections; never raises."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import email.policy
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from typing import Any
 
@@ -20,6 +20,9 @@ from typing import Any
 SMALL_ATTACHMENT = 3_000_000
 #: Upload chunks: a multiple of 320 KiB (Graph's rule), under 4 MB.
 CHUNK_BYTES = 12 * 320 * 1024
+#: How many upload sessions one attachment may take: an expired one (404/410 from its URL) is
+#: replaced once, the upload starting again from its first byte.
+UPLOAD_SESSIONS = 2
 #: Said when a draft, attachment or send is refused for want of permission.
 READ_WRITE_HINT = ("faxes over 3.5 MB go through a draft and an upload session, which need "
                    "the Mail.ReadWrite permission besides Mail.Send (delegated: consent to it; "
@@ -47,12 +50,20 @@ def split_attachments(message: bytes) -> tuple[bytes, list[Attachment]]:
         data = part.get_payload(decode=True)
         if isinstance(data, bytes):
             attachments.append(Attachment(part.get_filename() or "attachment",
-                                          part.get_content_type(), data))
+                                          content_type(part), data))
     if parsed.is_multipart():
         kept: list[Any] = [part for part in parsed.iter_parts()
                 if part.get_content_disposition() != "attachment"]
         parsed.set_payload(kept)
     return parsed.as_bytes(policy=email.policy.SMTP), attachments
+
+
+def content_type(part: Message) -> str:
+    """The part's media type with its parameters (``image/tiff; application=faxbw``: RFC 3302
+    fax TIFF) but without ``name``, which Graph takes from the attachment's own name."""
+    params = [f"{key}={value}" for key, value in part.get_params(failobj=[])[1:]
+              if key.lower() not in ("name", "charset")]
+    return "; ".join([part.get_content_type(), *params])
 
 
 def chunks(size: int) -> list[tuple[int, int]]:

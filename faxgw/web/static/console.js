@@ -8,3 +8,9 @@ document.querySelectorAll("button[data-copy]").forEach(function (button) {
     });
   });
 });
+// The Job status table refreshes itself (htmx, loaded by that page alone): say so.
+document.addEventListener("DOMContentLoaded", function () {
+  if (window.htmx) {
+    document.querySelectorAll("[data-live]").forEach(function (note) { note.hidden = false; });
+  }
+});

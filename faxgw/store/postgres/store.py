@@ -1,0 +1,320 @@
+"""The PostgreSQL job store: one record of truth shared by gateways on several hosts.
+
+Every write is one short transaction (the connection is in autocommit mode between them), so
+no transaction stays open while a fax is being sent. A claim reads the due jobs with ``SELECT …
+FOR UPDATE SKIP LOCKED`` and marks them in the same transaction: two runners claiming at once
+each get other jobs, and neither waits for the other. Outcomes lock the job's row first
+(``FOR UPDATE``), so the check of its state and owner and the change are one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ...domain.errors import JobNotFoundError, JobStateError, StoreError
+from ...domain.jobs import (
+    UPDATABLE,
+    HistoryEvent,
+    Job,
+    JobState,
+    can_transition,
+    utcnow,
+)
+from ...ports import JobStore
+from .connect import connect, describe, error_text, scrub
+from .housekeeping import PostgresHousekeeping
+from .reports import PostgresReports
+from .rows import (
+    EVENT_INSERT,
+    INSERT_COLUMNS,
+    LOCK_IN_ORDER,
+    Row,
+    column,
+    event_from,
+    insert_values,
+    job_from,
+    sender_key,
+    utc,
+)
+from .schema import check
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+_INSERT = (f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
+           f"VALUES ({', '.join(['%s'] * len(INSERT_COLUMNS))})")
+_SENDING = JobState.SENDING.value
+
+
+class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
+    """Jobs, history and reports in PostgreSQL, shared by runners on any number of hosts.
+
+    ``conninfo`` is a libpq URL or ``key=value`` string without a password: ``password`` is
+    handed over separately (or libpq reads ``~/.pgpass``); ``ca_file`` makes the connection
+    ``sslmode=verify-full`` against that CA. The schema must be at this faxgw's version
+    (:func:`~faxgw.store.postgres.schema.migrate`, ``faxgw store migrate``).
+    """
+
+    def __init__(self, conninfo: str, *, clock: Callable[[], datetime] = utcnow,
+                 password: str | None = None, ca_file: Path | None = None) -> None:
+        self.where = describe(conninfo)
+        self._conninfo, self._password, self._ca_file = conninfo, password, ca_file
+        self._clock = clock
+        self._closed = False
+        self._db: Connection = connect(conninfo, password=password, ca_file=ca_file)
+        try:
+            with self._errors():
+                check(self._db, self.where)
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- the connection ------------------------------------------------------------------
+
+    @property
+    def _conn(self) -> Connection:
+        """The connection, opened again when the server dropped it (a restart, a failover):
+        the next call works again instead of every call failing until faxgw is restarted.
+        Only ever between transactions, never inside one."""
+        if self._db.broken and not self._closed:
+            self._db.close()
+            self._db = connect(self._conninfo, password=self._password, ca_file=self._ca_file)
+        return self._db
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Driver errors as StoreError, naming the database, never its password."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise StoreError(f"job store {self.where}: "
+                             f"{scrub(error_text(exc), self._password)}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One transaction: committed at the end of the block, rolled back on any error."""
+        with self._errors():
+            db = self._conn
+            with db.transaction():
+                yield db
+
+    def _rows(self, query: str, args: Iterable[object] = ()) -> list[Row]:
+        with self._errors():
+            return self._conn.execute(query, tuple(args)).fetchall()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id, or a unique prefix of it."""
+        with self._errors():
+            return self._find(self._conn, job_id, lock=False)
+
+    @staticmethod
+    def _find(db: Connection, job_id: str, *, lock: bool) -> Job:
+        """The job by id or unique prefix; ``lock`` holds its row until the transaction ends."""
+        suffix = " FOR UPDATE" if lock else ""
+        row = db.execute("SELECT * FROM jobs WHERE id = %s" + suffix, (job_id,)).fetchone()
+        if row is None and job_id:
+            # starts_with compares characters: a "%" or "_" asked for is itself, never a
+            # LIKE wildcard.
+            rows = db.execute("SELECT * FROM jobs WHERE starts_with(id, %s) ORDER BY id LIMIT 2"
+                              + suffix, (job_id,)).fetchall()
+            if len(rows) > 1:
+                raise JobNotFoundError(f"job {job_id!r} is ambiguous: give more of its id")
+            row = rows[0] if rows else None
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return job_from(row)
+
+    def exists(self, job_id: str) -> bool:
+        """Whether a job with exactly this id is stored."""
+        return bool(self._rows("SELECT 1 FROM jobs WHERE id = %s", (job_id,)))
+
+    def unknown(self, job_ids: Iterable[str]) -> set[str]:
+        """Those of ``job_ids`` with no job here (one query, the ids as one array)."""
+        wanted = list(dict.fromkeys(job_ids))
+        if not wanted:
+            return set()
+        rows = self._rows("SELECT id FROM jobs WHERE id = ANY(%s::text[])", (wanted,))
+        return set(wanted) - {row["id"] for row in rows}
+
+    def list_jobs(
+        self, states: Iterable[JobState] | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """Jobs, newest first, optionally only in the given states."""
+        query, args = "SELECT * FROM jobs", list[object]()
+        if states is not None:
+            query += " WHERE state = ANY(%s::text[])"
+            args.append([JobState(s).value for s in states])
+        query += " ORDER BY created DESC, id DESC"
+        if limit is not None:
+            query += " LIMIT %s"
+            args.append(limit)
+        return [job_from(row) for row in self._rows(query, args)]
+
+    def history(self, job_id: str) -> list[HistoryEvent]:
+        """The job's history, oldest first."""
+        rows = self._rows("SELECT * FROM history WHERE job_id = %s ORDER BY seq", (job_id,))
+        return [event_from(row) for row in rows]
+
+    def counts(self) -> dict[JobState, int]:
+        """How many jobs are in each state."""
+        counts = dict.fromkeys(JobState, 0)
+        for row in self._rows("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
+            counts[JobState(row["state"])] = row["n"]
+        return counts
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest deferred job is due."""
+        [row] = self._rows("SELECT min(next_attempt_at) AS due FROM jobs WHERE state = %s",
+                           (JobState.DEFERRED.value,))
+        return utc(row["due"])
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _event(self, db: Connection, job_id: str, event: str, state: JobState | None,
+               code: int | None, detail: str) -> None:
+        db.execute(EVENT_INSERT, (job_id, self._clock(), event, state.value if state else None,
+                            code, detail))
+
+    def add(self, job: Job, *, detail: str = "") -> None:
+        """Insert a new job with an ``accepted`` event."""
+        with self._write() as db:
+            try:
+                # A savepoint, so that a refused insert leaves nothing half done behind.
+                with db.transaction():
+                    db.execute(_INSERT, insert_values(job, self._clock()))
+            except psycopg.errors.UniqueViolation:
+                raise StoreError(f"job {job.id} is already stored") from None
+            self._event(db, job.id, "accepted", job.state, job.code, detail)
+
+    def claim_due(
+        self, now: datetime, limit: int, *, owner: str, lease_until: datetime,
+        exclude_senders: Iterable[str] = (),
+    ) -> list[Job]:
+        """Move due jobs to ``sending`` for ``owner`` and return them, oldest first.
+
+        Rows another runner is claiming this very moment are skipped, not waited for."""
+        excluded = [sender_key(sender) for sender in exclude_senders]
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE state IN ('queued', 'deferred')"
+                " AND (state = 'queued' OR next_attempt_at <= %s) AND preparing IS NULL"
+                " AND sender_key <> ALL(%s::text[])"
+                " ORDER BY created, id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (now, excluded, limit)).fetchall()
+            jobs = [job_from(row) for row in rows]
+            if not jobs:
+                return []
+            stamp = self._clock()
+            db.execute("UPDATE jobs SET state = %s, updated = %s, owner = %s, lease_until = %s"
+                       " WHERE id = ANY(%s::text[])",
+                       (_SENDING, stamp, owner, lease_until, [job.id for job in jobs]))
+            with db.cursor() as cursor:
+                cursor.executemany(EVENT_INSERT, [
+                    (job.id, stamp, "sending", _SENDING, None, f"attempt {job.attempts + 1}")
+                    for job in jobs])
+        for job in jobs:
+            job.state, job.owner, job.lease_until = JobState.SENDING, owner, lease_until
+            job.updated = stamp
+        return jobs
+
+    def renew(self, owner: str, job_ids: Iterable[str], lease_until: datetime) -> list[str]:
+        """Extend ``owner``'s claims; the ids it still holds, in the order given."""
+        wanted = list(job_ids)
+        if not wanted:
+            return []
+        with self._write() as db:
+            rows = db.execute(
+                "UPDATE jobs SET lease_until = %s WHERE id IN (SELECT id FROM jobs"
+                " WHERE id = ANY(%s::text[]) AND owner = %s AND state = %s"
+                f" {LOCK_IN_ORDER}) RETURNING id",
+                (lease_until, wanted, owner, _SENDING)).fetchall()
+        held = {row["id"] for row in rows}
+        return [job_id for job_id in dict.fromkeys(wanted) if job_id in held]
+
+    def transition(
+        self,
+        job_id: str,
+        target: JobState,
+        *,
+        event: str,
+        detail: str = "",
+        code: int | None = None,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+        count_attempt: bool = False,
+        expect: Iterable[JobState] | None = None,
+        owner: str | None = None,
+        fields: dict[str, object] | None = None,
+    ) -> Job:
+        """Move a job to ``target`` and append its history event in one transaction."""
+        updates: dict[str, object] = dict(fields or {})
+        _check_fields(updates)
+        with self._write() as db:
+            job = self._find(db, job_id, lock=True)
+            allowed = set(expect) if expect is not None else None
+            if (allowed is not None and job.state not in allowed) or not can_transition(
+                job.state, target
+            ):
+                raise JobStateError(f"job {job.id} is {job.state.value}: cannot {event} it")
+            if owner is not None and job.owner != owner:
+                raise JobStateError(f"job {job.id} is no longer claimed by this runner: "
+                                    f"cannot {event} it")
+            updates.update(state=target.value, code=code, error=error,
+                           next_attempt_at=next_attempt_at, updated=self._clock())
+            if target is not JobState.SENDING:
+                updates.update(owner=None, lease_until=None)
+            if count_attempt:
+                updates["attempts"] = job.attempts + 1
+            moved = self._set(db, job.id, updates)
+            self._event(db, job.id, event, target, code, detail)
+        return moved
+
+    def update(self, job_id: str, *, event: str = "", detail: str = "", **fields: object) -> Job:
+        """Update columns of a job without a state change, optionally with an event."""
+        _check_fields(fields)
+        with self._write() as db:
+            job = self._find(db, job_id, lock=True)
+            fields["updated"] = self._clock()
+            updated = self._set(db, job.id, fields)
+            if event:
+                self._event(db, job.id, event, None, None, detail)
+        return updated
+
+    @staticmethod
+    def _set(db: Connection, job_id: str, fields: dict[str, object]) -> Job:
+        """Set columns (names checked against UPDATABLE or set by the store itself)."""
+        if "sender" in fields:
+            fields["sender_key"] = sender_key(str(fields["sender"]))
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = %s").format(sql.Identifier(name)) for name in fields)
+        row = db.execute(
+            sql.SQL("UPDATE jobs SET {} WHERE id = %s RETURNING *").format(assignments),
+            [column(name, value) for name, value in fields.items()] + [job_id]).fetchone()
+        assert row is not None, "the job's row is locked by this transaction"
+        return job_from(row)
+
+    def add_event(
+        self, job_id: str, event: str, detail: str = "", *, code: int | None = None
+    ) -> None:
+        """Append an event to a job's history."""
+        with self._write() as db:
+            self._event(db, job_id, event, None, code, detail)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._closed = True
+        self._db.close()
+
+
+def _check_fields(fields: dict[str, object]) -> None:
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise StoreError(f"unknown job fields: {', '.join(sorted(unknown))}")
