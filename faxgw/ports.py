@@ -5,13 +5,12 @@ Interfaces only; the adapters live in their own folders and are chosen in one pl
 
     port                 adapters now                    next
     ──────────────────   ─────────────────────────────   ──────────────────────────────
-    Transport, Session   transport.smtp (aiosmtplib),
-                         transport.graph (httpx)
+    Transport, Session   transport.smtp (aiosmtplib), transport.graph (httpx)
     JobStore             store.sqlite, store.postgres
     ReportStore          store.sqlite, store.postgres
     DocumentStore        intake.spool (job folders)      documents kept in PostgreSQL
-    CredentialProvider   auth (none, password, oauth2)   the same, for Graph and IMAP too
-    Inbox                inbox.imap (aioimaplib)         inbox.graph
+    CredentialProvider   auth (none, password, oauth2: SMTP, Graph and IMAP tokens)
+    Inbox                inbox.imap (aioimaplib), inbox.graph (httpx)
 
 The engine never imports an adapter: it is handed these. A failure crosses a port already
 classified (:class:`~faxgw.domain.errors.DeliveryError` with its
@@ -74,8 +73,10 @@ class Session(Protocol):
         :class:`~faxgw.domain.errors.DeliveryError` (``AuthError``, ``ConnectError``, …)."""
         ...
 
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> Accepted:
-        """Send one prepared fax email (the MIME bytes) and return the server's acceptance.
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str],
+                   envelope_id: str = "") -> Accepted:
+        """Send one prepared fax email (the MIME bytes) and return the server's acceptance;
+        ``envelope_id``: a bounce is to name it, where the transport can ask (SMTP DSN).
 
         A refusal or a fault is raised as a :class:`~faxgw.domain.errors.DeliveryError`
         whose ``disposition``, ``code`` and ``reply`` say what it was and what to do.
@@ -112,9 +113,7 @@ class Resource(StrEnum):
     SMTP = "smtp"
     GRAPH = "graph"
     IMAP = "imap"
-    #: Reading and moving the mailbox's mail through Graph (Mail.ReadWrite): the Graph
-    #: resource again, asked for apart from sending so that a sender-only grant keeps working.
-    GRAPH_MAIL = "graph-mail"
+    GRAPH_MAIL = "graph-mail"  # reading and moving mail through Graph (Mail.ReadWrite)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from faxgw.domain import codes
 from faxgw.domain.errors import AuthError, ConfigError, ConnectError, TransientError
 from faxgw.domain.jobs import JobState
 from faxgw.inbox import GraphInbox, open_inbox
-from faxgw.ports import CredentialProvider
+from faxgw.ports import CredentialProvider, Credentials, Resource
 from faxgw.testing.graph_server import LocalGraph
 from faxgw.testing.idp import LocalIdentityProvider
 from tests import report_fixtures as fx
@@ -337,6 +337,46 @@ def test_an_app_without_mail_readwrite_is_refused_with_373(
     graph.read_write = True
     with OAuth2Provider(config) as app:
         assert asyncio.run(read(config, app))[0] == [message(1)]
+
+
+class SendOnly:
+    """The real provider, but handing out its sending token (``Mail.Send`` only) whatever is
+    asked: what a reader would hold if it asked for the wrong scope."""
+
+    def __init__(self, provider: OAuth2Provider) -> None:
+        self.provider = provider
+
+    async def credentials(self, account: str, *, resource: Resource = Resource.SMTP,
+                          force_refresh: bool = False) -> Credentials:
+        return await self.provider.credentials(account, resource=Resource.GRAPH,
+                                               force_refresh=force_refresh)
+
+
+def test_a_delegated_token_without_mail_readwrite_is_refused_with_373(
+    tmp_path: Path, graph: LocalGraph, idp: LocalIdentityProvider,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    # Signed in for sending only (no Graph inbox): the token holds Mail.Send alone.
+    config = make_config(tmp_path, idp, graph, inbox={"method": "none"})
+    with OAuth2Provider(config, poll_interval_override=0.01) as sender:
+        sender.finish_device_flow(sender.start_device_flow(ACCOUNT))
+        handed = asyncio.run(SendOnly(sender).credentials(ACCOUNT)).secret
+        record = idp.token_record(handed)
+        assert record is not None and record.scopes == (SEND,)
+
+        async def scenario() -> None:
+            inbox = GraphInbox(config, SendOnly(sender), ACCOUNT)  # type: ignore[arg-type]
+            try:
+                await inbox.fetch(None)
+            finally:
+                await inbox.close()
+
+        with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as refused:
+            asyncio.run(scenario())
+    assert refused.value.code == codes.CONSENT_MISSING
+    assert "Mail.ReadWrite" in str(refused.value)
+    text = str(refused.value) + caplog.text
+    assert not any(t[:40] in text for t in idp.issued_tokens())
 
 
 @pytest.mark.parametrize(("status", "error", "text", "code"), [

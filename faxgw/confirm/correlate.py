@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..domain.reports import Finding, MatchedBy
+from ..domain.reports import ENVELOPE_PREFIX, Finding, MatchedBy
 from .mail import clean_job_id, is_notification_id, job_of_message_id
-
-#: The form of an envelope id faxgw sends (``ENVID``): ``faxgw.<job id>``.
-ENVELOPE_PREFIX = "faxgw."
 
 
 def about_notification(finding: Finding) -> bool:

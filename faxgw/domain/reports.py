@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+#: The envelope id a fax email asks its bounces to name (SMTP DSN ``ENVID``).
+ENVELOPE_PREFIX = "faxgw."
+
+
+def envelope_id_for(job_id: str) -> str:
+    """The envelope id of job ``job_id``'s email: ``faxgw.<job id>``."""
+    return f"{ENVELOPE_PREFIX}{job_id}"
+
 
 class Outcome(StrEnum):
     """What a report says became of the fax. The values are part of ``faxgw reports --json``."""

@@ -136,10 +136,11 @@ class _ObservedSession:
             self._counted = True
             self._observations.session_opened(self.account)
 
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]
-                   ) -> Accepted:
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str],
+                   envelope_id: str = "") -> Accepted:
         with self._observations.timed(self._observations.send):
-            return await self._inner.send(message, sender=sender, recipients=recipients)
+            return await self._inner.send(message, sender=sender, recipients=recipients,
+                                          envelope_id=envelope_id)
 
     async def close(self) -> None:
         if self._counted:  # counted once, however often it is closed

@@ -21,6 +21,7 @@ from ..config import Config
 from ..domain.disposition import Disposition
 from ..domain.errors import ConfigError, ConnectError, DeliveryError, JobError
 from ..domain.jobs import Job
+from ..domain.reports import envelope_id_for
 from ..ports import Session, Transport
 from .accounts import AccountGate
 from .outcomes import Recorder, RunSummary
@@ -181,7 +182,8 @@ class MailboxSessions:
             await pacer.before_message()
             try:
                 accepted = await session.send(message, sender=job.sender,
-                                              recipients=[job.recipient])
+                                              recipients=[job.recipient],
+                                              envelope_id=envelope_id_for(job.id))
             finally:
                 pacer.after_message()
         except JobError as exc:

@@ -28,6 +28,7 @@ the port classified (:data:`~faxgw.inbox.graph_wire.ANSWERS`): ``ConnectError`` 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import Sequence
@@ -38,7 +39,8 @@ from urllib.parse import quote
 import httpx
 
 from ..config import Config
-from ..domain.errors import ConfigError
+from ..domain import codes
+from ..domain.errors import ConfigError, TransientError
 from ..ports import CredentialProvider, InboxBatch, InboxMessage
 from .graph_wire import SYNC_GONE_CODES, GraphMailClient, error_of
 
@@ -152,19 +154,23 @@ class GraphInbox:
         ids of the messages now in the folder that it names, oldest first."""
         url = delta or await self._first_delta()
         found: dict[str, tuple[str, int]] = {}
+        order = itertools.count()  # Graph's stamps have whole seconds: ties keep Graph's order
         while True:
             response = await self._http.request("GET", url, stage="delta",
                                                 passes=frozenset({400, 404, 410}))
             if response.status_code >= 400:
                 code, _ = error_of(response)
-                if response.status_code != 410 and code.lower() not in SYNC_GONE_CODES:
+                # 404 from a stored link: its folder was recreated; a new sync finds the new one.
+                gone = (response.status_code == 410 or code.lower() in SYNC_GONE_CODES
+                        or (response.status_code == 404 and delta is not None))
+                if not gone or delta is None:
+                    # Not a lost sync, or a new sync refused as well: not again.
                     raise self._http.error(response, "delta")
-                if delta is None:
-                    raise self._http.error(response, "delta")  # a new sync refused: not again
                 log.warning("[inbox] Graph no longer knows the delta link of %s (%s %s); "
                             "reading %r from its start", self.account, response.status_code,
                             code, self._config.folder)
-                delta, found = None, {}
+                delta = None
+                found.clear()
                 url = await self._first_delta()
                 continue
             data = _json(response)
@@ -174,13 +180,14 @@ class GraphInbox:
                 if "@removed" in entry:
                     found.pop(entry["id"], None)
                 else:
-                    found[entry["id"]] = (str(entry.get("receivedDateTime") or ""), len(found))
+                    found[entry["id"]] = (str(entry.get("receivedDateTime") or ""), next(order))
             if isinstance(data.get("@odata.nextLink"), str):
                 url = data["@odata.nextLink"]
                 continue
             link = data.get("@odata.deltaLink")
             if not isinstance(link, str):
-                raise ConfigError("[inbox] delta: Graph's answer ends without a delta link")
+                raise TransientError("[inbox] delta: Graph's answer ends without a delta link",
+                                     code=codes.TRY_LATER)
             return link, sorted(found, key=lambda message_id: found[message_id])
 
     async def _first_delta(self) -> str:

@@ -198,7 +198,7 @@ class LocalGraph(HttpsPeer):
     # -- the API --------------------------------------------------------------------------
 
     def _authorize(self, header: str, mailbox: str,
-                   reading: bool) -> tuple[int, dict[str, Any]] | TokenRecord:
+                   reading: bool = False) -> tuple[int, dict[str, Any]] | TokenRecord:
         scheme, _, token = header.partition(" ")
         record = self._token_record(token) if scheme.lower() == "bearer" and token else None
         if record is None:

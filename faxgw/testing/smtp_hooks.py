@@ -55,7 +55,10 @@ class Handler:
         # client's name itself. An "AUTH" keyword with no mechanism (no auth configured)
         # would be a lie; leave it out.
         session.host_name = hostname
-        return [line for line in responses if line.rstrip() != "250-AUTH"]
+        lines = [line for line in responses if line.rstrip() != "250-AUTH"]
+        if cast("ExchangeLikeSMTP", server).offers_dsn:
+            lines.insert(len(lines) - 1, "250-DSN")
+        return lines
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return await cast("ExchangeLikeSMTP", server).finish_message(envelope)

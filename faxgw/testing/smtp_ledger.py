@@ -66,6 +66,10 @@ class Received:
     tls: bool
     """Whether TLS (STARTTLS or implicit) was active when the data arrived."""
     session_id: int
+    mail_parameters: tuple[str, ...] = ()
+    """DSN parameters given with MAIL (``ENVID=…``, ``RET=…``) when the server offers DSN."""
+    rcpt_parameters: tuple[tuple[str, ...], ...] = ()
+    """DSN parameters given with each RCPT (``NOTIFY=…``), in recipient order."""
 
     @functools.cached_property
     def message(self) -> EmailMessage:

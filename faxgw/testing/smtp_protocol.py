@@ -77,6 +77,7 @@ class ProtocolSettings:
     auth_required: bool
     reply_delay: float
     data_size_limit: int
+    dsn: bool
     faults: FaultPlan
     ledger: Ledger
     live: set[ExchangeLikeSMTP] = field(default_factory=set)
@@ -94,6 +95,16 @@ def _scriptable(
             await command(self, arg)
 
     return scripted_command
+
+
+def _take_parameters(arg: str | None, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """``arg`` without the ``NAME=value`` parameters ``names`` lists, and those parameters."""
+    if not arg:
+        return arg or "", ()
+    words = arg.split(" ")
+    kept = [w for w in words if w.partition("=")[0].upper() not in names]
+    taken = tuple(w for w in words if w.partition("=")[0].upper() in names)
+    return " ".join(kept), taken
 
 
 class ExchangeLikeSMTP(ExchangeAuthSMTP):
@@ -120,6 +131,8 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
         self._overlong_line = False
         self._pending_reply_lines: list[str] = []
         self._session_closed = False
+        self._mail_dsn: tuple[str, ...] = ()
+        self._rcpt_dsn: list[tuple[str, ...]] = []
 
         excluded = []
         if not settings.users:
@@ -259,6 +272,11 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
             self._pending_reply_lines = []
         await super().push(status)
 
+    @property
+    def offers_dsn(self) -> bool:
+        """Whether EHLO advertises DSN (RFC 3461)."""
+        return self._settings.dsn
+
     # -- faults ----------------------------------------------------------------------------
 
     async def _apply_fault(self, point: str) -> bool:
@@ -279,8 +297,28 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
     smtp_EHLO = _scriptable("EHLO", SMTP.smtp_EHLO)
     smtp_HELO = _scriptable("HELO", SMTP.smtp_HELO)
     smtp_STARTTLS = _scriptable("STARTTLS", SMTP.smtp_STARTTLS)
-    smtp_MAIL = _scriptable("MAIL", SMTP.smtp_MAIL)
-    smtp_RCPT = _scriptable("RCPT", SMTP.smtp_RCPT)
+    _scripted_mail = _scriptable("MAIL", SMTP.smtp_MAIL)
+    _scripted_rcpt = _scriptable("RCPT", SMTP.smtp_RCPT)
+
+    @functools.wraps(SMTP.smtp_MAIL)  # keeps aiosmtpd's @syntax attributes for HELP
+    async def smtp_MAIL(self, arg: str) -> None:
+        """MAIL, with RFC 3461's ``ENVID`` and ``RET`` taken off (and kept) under ``dsn``."""
+        self._mail_dsn, self._rcpt_dsn = (), []
+        if self._settings.dsn:
+            arg, self._mail_dsn = _take_parameters(arg, ("ENVID", "RET"))
+        await self._scripted_mail(arg)
+
+    @functools.wraps(SMTP.smtp_RCPT)
+    async def smtp_RCPT(self, arg: str) -> None:
+        """RCPT, with ``NOTIFY`` and ``ORCPT`` taken off (and kept) under ``dsn``."""
+        taken: tuple[str, ...] = ()
+        if self._settings.dsn:
+            arg, taken = _take_parameters(arg, ("NOTIFY", "ORCPT"))
+        before = len(self.envelope.rcpt_tos) if self.envelope is not None else 0
+        await self._scripted_rcpt(arg)
+        if self._settings.dsn and self.envelope is not None \
+                and len(self.envelope.rcpt_tos) > before:
+            self._rcpt_dsn.append(taken)
     smtp_DATA = _scriptable("DATA", SMTP.smtp_DATA)
     smtp_RSET = _scriptable("RSET", SMTP.smtp_RSET)
     smtp_NOOP = _scriptable("NOOP", SMTP.smtp_NOOP)
@@ -298,6 +336,8 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
             auth_user=self._auth_user,
             auth_mechanism=self._auth_mechanism,
             tls=self._tls_active,
+            mail_parameters=self._mail_dsn,
+            rcpt_parameters=tuple(self._rcpt_dsn),
             session_id=self.session_id,
         )
         fault = self._faults.take("DATA_END")

@@ -98,6 +98,8 @@ class FaxSMTPServer:
         port: TCP port; 0 (the default) picks a free one.
         clock: time source for the rate window; tests pass a fake to advance time.
         data_size_limit: the advertised ``SIZE``; bigger messages get ``552``.
+        dsn: advertise ``DSN`` (RFC 3461) and accept its parameters (``ENVID``, ``RET`` on
+            MAIL; ``NOTIFY``, ``ORCPT`` on RCPT), recorded with each message received.
     """
 
     host: str = "127.0.0.1"
@@ -117,6 +119,7 @@ class FaxSMTPServer:
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
         data_size_limit: int = EXCHANGE_MESSAGE_SIZE_LIMIT,
+        dsn: bool = False,
     ) -> None:
         if tls not in ("starttls", "tls", "none"):
             raise ValueError(f"tls must be 'starttls', 'tls' or 'none', not {tls!r}")
@@ -136,6 +139,7 @@ class FaxSMTPServer:
         self.maildir = Path(maildir) if maildir is not None else None
         self.hostname = hostname
         self.data_size_limit = data_size_limit
+        self.dsn = dsn
         self.faults = FaultPlan()
 
         self._ledger = Ledger(
@@ -298,6 +302,7 @@ class FaxSMTPServer:
             auth_required=self.auth_required,
             reply_delay=self.reply_delay,
             data_size_limit=self.data_size_limit,
+            dsn=self.dsn,
             faults=self.faults,
             ledger=self._ledger,
         )

@@ -160,8 +160,10 @@ class GraphSession:
         self._client = httpx.AsyncClient(verify=tls_context(self.settings),
                                          timeout=TIMEOUT_SECONDS, follow_redirects=False)
 
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> Accepted:
-        """Send the MIME message from the session's mailbox (recipients are its To header).
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str],
+                   envelope_id: str = "") -> Accepted:
+        """Send the MIME message from the session's mailbox (recipients are its To header;
+        Graph takes no envelope id: its bounces carry the original's headers).
 
         ``[graph] save_to_sent_items = true``: the MIME as it is (Graph keeps a copy in Sent
         Items). ``false``: the same email as JSON with ``"saveToSentItems": false``, the one

@@ -207,18 +207,28 @@ class SmtpSession:
                 code=codes.NO_CONNECTION,
             )
 
-    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> Accepted:
-        """Submit one message; return the server's final reply (e.g. ``250 2.0.0 OK``)."""
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str],
+                   envelope_id: str = "") -> Accepted:
+        """Submit one message; return the server's final reply (e.g. ``250 2.0.0 OK``).
+
+        With ``envelope_id``, and when the server offers DSN (RFC 3461), a bounce is asked
+        for on failure or delay only, with the original's headers and ``envelope_id``:
+        ``ENVID``, ``RET=HDRS``, ``NOTIFY=FAILURE,DELAY``."""
         if self._smtp is None or not self._smtp.is_connected:
             raise ConnectError("the connection to the mail server is closed",
                                code=codes.NO_CONNECTION)
         smtp = self._smtp
         stage = "mail"
+        mail_options: list[str] = []
+        rcpt_options: list[str] = []
+        if envelope_id and smtp.supports_extension("dsn"):
+            mail_options = ["RET=HDRS", f"ENVID={xtext(envelope_id)}"]
+            rcpt_options = ["NOTIFY=FAILURE,DELAY"]
         try:
-            await smtp.mail(sender)
+            await smtp.mail(sender, options=mail_options)
             stage = "rcpt"
             for recipient in recipients:
-                await smtp.rcpt(recipient)
+                await smtp.rcpt(recipient, options=rcpt_options)
             stage = "data"
             timeout = self.settings.timeout_seconds + len(message) / _MIN_UPLOAD_BYTES_PER_SECOND
             response = await smtp.data(message, timeout=timeout)
@@ -260,3 +270,10 @@ async def _release(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | Non
         if isinstance(transport, asyncio.Transport):
             transport.abort()
         await asyncio.sleep(0)
+
+
+def xtext(text: str) -> str:
+    """``text`` as RFC 3461 xtext: ``+`` and ``=`` and any character outside ``!``..``~``
+    as ``+`` and two hex digits."""
+    return "".join(c if "!" <= c <= "~" and c not in "+=" else f"+{ord(c):02X}"
+                   for c in text.encode("ascii", "replace").decode("ascii"))
