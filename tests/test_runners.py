@@ -196,15 +196,12 @@ def test_a_live_service_takes_over_the_jobs_of_a_killed_one(tmp_path: Path) -> N
 
 def test_the_heartbeat_renews_the_claims_while_a_run_lasts(
     smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path,
-    monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A runner that works longer than a lease keeps its claims: the heartbeat moves their
     lease forward (here with a lease of a third of a second, so that it beats often)."""
-    import faxgw.engine.worker as worker_module
-
-    monkeypatch.setattr(worker_module, "LEASE_SECONDS", 0.3)
     config = make_config(smtp_server)
     worker = build_worker(config)
+    worker.lease_seconds = 0.3  # [store] lease_seconds allows 10 s at least
     intake = worker.spool.submit("+4930123456", [samples / "note.txt"])
     register(intake, config=config, store=worker.store, documents=worker.spool)
     [claimed] = worker._claim()
