@@ -117,3 +117,18 @@ def test_lock_files_without_a_folder_are_swept_and_old_folders_recovered(
     [found] = spool.recover()
     assert found.id == intake.id and found.documents == ["a.pdf", "b.png"]
     assert os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize("source", ["submit", "smtp from 127.0.0.1, MAIL FROM <scanner@x.example>"])
+def test_a_submission_cut_off_while_assembled_is_discarded(spool: Spool, samples: Path,
+                                                           source: str) -> None:
+    """A copy (``faxgw submit``, the console, a device over SMTP) stopped half-way is
+    discarded: its submitter saw no id (a device got no 250) and still has the originals, so
+    finishing it would send the fax twice when it is submitted again."""
+    intake = Intake(id="0000000000ee-deadbeef", number="+4930123456", source=source,
+                    documents=["a.pdf"])
+    assembly = spool._begin(intake)
+    shutil.copy(samples / "letter.pdf", assembly.path / "docs" / "a.pdf")
+    assembly.abandon()  # as a process that died: its lock is free now
+    assert spool.recover() == []
+    assert list(spool.layout.jobs.iterdir()) == [] and os.listdir(spool.layout.tmp) == []

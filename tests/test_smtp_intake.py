@@ -148,6 +148,7 @@ def test_a_scan_sent_with_swaks_arrives_as_a_fax_email(
     [job] = _jobs(config)
     assert (job.number, job.state, job.subject) == ("+4930123456", JobState.QUEUED, "Scan 4711")
     assert job.notify == DEVICE  # the submitter: told how the fax ends
+    assert job.source.startswith(f"smtp from 127.0.0.1, MAIL FROM <{DEVICE}>")
     assert job.note == "Please sign and return."
     assert job.documents == ["letter.pdf"]
     assert f"job {job.id} queued" in done.stdout

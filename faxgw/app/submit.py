@@ -39,7 +39,7 @@ __all__ = ["prepare", "submit"]
 def submit(config: Config, number: str, files: Sequence[Path], *, subject: str = "",
            note: str = "", sender: str = "", cover: bool | None = None,
            sender_signed_in: bool = False, notify: str = "",
-           renderer: RenderPool | None = None) -> Job:
+           renderer: RenderPool | None = None, source: str = "submit") -> Job:
     """Copy ``files`` into the spool as one job to ``number``; register, render, pre-flight.
 
     Raises :class:`~faxgw.domain.errors.NumberError` (nothing is made) for a number that is
@@ -59,7 +59,7 @@ def submit(config: Config, number: str, files: Sequence[Path], *, subject: str =
     spool = open_spool(config)
     spool.ensure()
     intake = spool.submit(number, list(files), subject=subject, note=note, sender=sender,
-                          cover=cover, notify=notify)
+                          cover=cover, notify=notify, source=source)
     if sender_signed_in and sender:
         record_signed_in(spool, intake)
     # This command is a runner while it prepares the job: the job is marked as being prepared

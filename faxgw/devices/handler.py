@@ -45,7 +45,7 @@ class Submit(Protocol):
     pre-flights the job, and raises what ``faxgw submit`` raises."""
 
     def __call__(self, number: str, files: Sequence[Path], *, subject: str = "",
-                 note: str = "", notify: str = "") -> Job: ...
+                 note: str = "", notify: str = "", source: str = "submit") -> Job: ...
 
 
 class IntakeHandler:
@@ -144,8 +144,11 @@ class IntakeHandler:
         if not documents:
             return reply(Answer.NOTHING_TO_FAX)
         jobs: list[Job] = []
+        # The job log says where a fax came from: the device and who sent it.
+        source = f"smtp from {_host(peer)}, MAIL FROM <{mail_from}>" + (
+            f", From {letter.author}" if letter.author else "")
         refusal = self._submit_all(jobs, documents, numbers, subject=letter.subject,
-                                   note=note, notify=mail_from)
+                                   note=note, notify=mail_from, source=source)
         digits = self.config.numbers.mask_digits
         for job in jobs:
             log.info("SMTP intake: %s from %s (From %s, MAIL FROM <%s>) to %s: %s", job.id,
@@ -162,14 +165,14 @@ class IntakeHandler:
         return reply(Answer.ACCEPTED, jobs=", ".join(_said(job) for job in jobs))
 
     def _submit_all(self, jobs: list[Job], documents: Sequence[Document], numbers: list[str],
-                    *, subject: str, note: str, notify: str) -> str | None:
+                    *, subject: str, note: str, notify: str, source: str) -> str | None:
         """One job per number into ``jobs``; None, or the reply that refuses the message."""
         try:
             with tempfile.TemporaryDirectory(prefix="faxgw-smtp-") as folder:
                 files = _write(Path(folder), documents)
                 for number in numbers:
                     jobs.append(self._submit(number, files, subject=subject, note=note,
-                                             notify=notify))
+                                             notify=notify, source=source))
         except (InputError, NumberError) as exc:
             return reply(Answer.REFUSED_INPUT, cause=exc.message, code=exc.code)
         except SpoolError as exc:

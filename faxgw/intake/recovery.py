@@ -80,8 +80,9 @@ def _recover_one(spool: Spool, assembly: Assembly) -> None:
         # Stopped before job.json was whole: nothing was taken from outgoing yet.
         assembly.discard()
         return
-    if intake.source == "submit":
-        # A submit copies: the originals are still with the submitter, who saw no id.
+    if not intake.source.startswith("outgoing/"):
+        # A submission copies (faxgw submit, the console, the SMTP intake): the originals are
+        # still with the submitter, who saw no id (a device got no 250 and sends again).
         assembly.discard()
         return
     manifest_taken = any(work.glob(f"*{MANIFEST_SUFFIX}"))

@@ -149,6 +149,7 @@ class Spool:
         sender: str = "",
         cover: bool | None = None,
         notify: str = "",
+        source: str = "submit",
     ) -> Intake:
         """Copy ``files`` into a new job folder (``faxgw submit``); the originals stay.
 
@@ -170,7 +171,7 @@ class Spool:
         if reason:
             raise InputError(reason, code=codes.CONTROL_CHARACTERS)
         intake = Intake(id=new_job_id(), number=number, subject=subject, note=note,
-                        sender=sender, source="submit", cover=cover, notify=notify)
+                        sender=sender, source=source, cover=cover, notify=notify)
         assembly = self._begin(intake)
         docs = assembly.path / DOCS
         try:
