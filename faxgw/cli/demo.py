@@ -16,9 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 import click
-from pypdf import PdfReader
 
-from ..app import demo as demo_run
 from ..config import Config
 from ..fsutil import write_atomic
 from .context import CliContext, pass_cli
@@ -59,6 +57,8 @@ def _describe(path: Path) -> str:
     parts = []
     for attachment in message.iter_attachments():  # type: ignore[attr-defined]
         data = attachment.get_content()
+        from pypdf import PdfReader
+
         pages = len(PdfReader(io.BytesIO(data)).pages)
         unit = "page" if pages == 1 else "pages"
         parts.append(f"{attachment.get_filename()} ({pages} {unit}, {len(data)} bytes)")
@@ -71,6 +71,8 @@ def _describe(path: Path) -> str:
 @pass_cli
 def demo(cli_ctx: CliContext, out: Path) -> None:
     """Send the sample documents through a local SMTP server with STARTTLS."""
+    from ..app import demo as demo_run  # the rendering libraries: only when asked
+
     try:
         from ..testing.smtp_server import FaxSMTPServer
     except ImportError as exc:

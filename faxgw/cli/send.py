@@ -15,9 +15,6 @@ from typing import Any
 import click
 
 from ..app import queries
-from ..app.preview import OUT_SUFFIXES
-from ..app.preview import preview as preview_fax
-from ..app.submit import submit as submit_fax
 from ..domain import codes
 from ..domain.errors import ConfigError, DocumentError, InputError, NumberError
 from ..domain.jobs import JobState
@@ -45,6 +42,8 @@ def submit(cli_ctx: CliContext, number: str, files: tuple[Path, ...], subject: s
     The job is rendered and checked against the service's limits now: a job that cannot be
     sent fails at once (exit code 1) with its code and the limit it breaks.
     """
+    from ..app.submit import submit as submit_fax  # the rendering libraries: only here
+
     try:
         job = submit_fax(cli_ctx.config, number, files, subject=subject, note=note,
                          sender=sender, cover=cover, notify=notify)
@@ -132,6 +131,9 @@ def preview(cli_ctx: CliContext, files: tuple[Path, ...], number_text: str | Non
     Prints pages, size (as a file and as encoded in the email), the address it would go to
     (with --to) and every limit it would break. Exit code 1 when it would not pass.
     """
+    from ..app.preview import OUT_SUFFIXES
+    from ..app.preview import preview as preview_fax
+
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
         raise click.BadParameter("must end in .pdf, .tif or .tiff", param_hint="--out")
     try:

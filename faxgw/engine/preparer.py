@@ -24,7 +24,6 @@ from ..fax.profiles import rules_for
 from ..intake.register import record_rendered
 from ..ports import DocumentStore, JobStore
 from ..render import Rendered
-from ..render.job import attachment_for, render_and_build
 from .observe import Observations
 from .renderpool import DocumentsFactory, RenderPool
 
@@ -90,6 +89,8 @@ class Preparer:
         if message is not None:
             self._message_bytes -= len(message)
             return message
+        from ..render.job import attachment_for  # the rendering libraries, when first needed
+
         attachment = attachment_for(job, self.documents, self.rules)
         if job.pages is None or not attachment.exists():
             rendered, message = await self._render_and_build(job, build=True)
@@ -111,6 +112,8 @@ class Preparer:
             with self.observations.timed(self.observations.render):
                 if self.render_pool is not None:
                     return await self.render_pool.render(job, build=build)
+                from ..render.job import render_and_build
+
                 return await asyncio.to_thread(render_and_build, job, self.documents,
                                                self.config, build=build)
 

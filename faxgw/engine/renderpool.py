@@ -45,8 +45,7 @@ from ..domain import codes
 from ..domain.errors import DocumentError, JobError
 from ..domain.jobs import Job
 from ..ports import DocumentStore
-from ..render import Rendered
-from ..render.process import FATAL_EXIT, RENDER_NICENESS, serve
+from ..render.rendered import FATAL_EXIT, RENDER_NICENESS, Rendered
 
 log = logging.getLogger("faxgw.render")
 
@@ -82,6 +81,10 @@ class _Child:
     """One render process and the worker's end of its pipe."""
 
     def __init__(self, config: Config, open_documents: DocumentsFactory) -> None:
+        # The render process's side, with the rendering libraries: loaded when the first
+        # render process starts, not with the worker.
+        from ..render.process import serve
+
         context = multiprocessing.get_context("spawn")
         # spawn, not fork: the worker has threads (the intake, the loop's executor), and a
         # forked copy of a threaded process can inherit a lock held by one of them.

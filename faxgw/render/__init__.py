@@ -21,7 +21,22 @@ process's side of :mod:`faxgw.engine.renderpool`).
 
 from __future__ import annotations
 
-from .detect import detect_type
-from .pdf import PAPER_SIZES, Rendered, render_pdf
+from typing import Any
+
+from .rendered import Rendered
 
 __all__ = ["PAPER_SIZES", "Rendered", "detect_type", "render_pdf"]
+
+
+def __getattr__(name: str) -> Any:
+    # The rendering libraries load when rendering is first asked for, not with the package:
+    # a run with nothing to render starts without them.
+    if name in ("PAPER_SIZES", "render_pdf"):
+        from . import pdf
+
+        return getattr(pdf, name)
+    if name == "detect_type":
+        from .detect import detect_type
+
+        return detect_type
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,6 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import img2pdf  # type: ignore[import-untyped]
@@ -35,6 +34,7 @@ from ..fsutil import write_atomic
 from .detect import HEAD_BYTES, classify
 from .images import image_to_pdf
 from .pdfinput import pdf_to_paper
+from .rendered import Rendered
 from .source import DEFAULT_MAX_INPUT_BYTES, read_document
 from .text import text_to_pdf
 
@@ -51,17 +51,6 @@ PAPER_SIZES: dict[str, tuple[float, float]] = {
     "A4": (595.28, 841.89),
     "Letter": (612.0, 792.0),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """The PDF :func:`render_pdf` wrote."""
-
-    path: Path
-    #: Number of pages, i.e. fax pages.
-    pages: int
-    #: Size of the PDF file in bytes.
-    bytes: int
 
 
 def render_pdf(

@@ -40,13 +40,10 @@ from ..fax.message import build_message
 from ..ports import DocumentStore
 from . import pdf, tiff
 from .job import render_and_build
+from .rendered import FATAL_EXIT, RENDER_NICENESS
 
 __all__ = ["RENDER_NICENESS", "FATAL_EXIT", "serve"]
 
-#: How much lower (``nice``) render processes run than the worker.
-RENDER_NICENESS = 10
-#: The exit status of a render process that ended itself after a fatal error.
-FATAL_EXIT = 70
 
 
 class _ToParent(logging.Handler):

@@ -1,0 +1,24 @@
+"""What a render produced, and the render process's exit codes: the few names the engine and
+the intake need without loading the rendering libraries (fpdf2, pypdf, img2pdf, pdfium),
+which a start with nothing to render should not pay for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: How much lower (``nice``) render processes run than the worker.
+RENDER_NICENESS = 10
+#: The exit status of a render process that ended itself after a fatal error.
+FATAL_EXIT = 70
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """The PDF :func:`~faxgw.render.render_pdf` wrote (or the TIFF made of it)."""
+
+    path: Path
+    #: Number of pages, i.e. fax pages.
+    pages: int
+    #: Size of the file in bytes.
+    bytes: int
