@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "faxgw"
 ALLOWED: dict[str, frozenset[str]] = {
     "domain": frozenset(),
     "fsutil": frozenset(),
+    "tlsutil": frozenset({"domain"}),
     "redact": frozenset(),
     "config": frozenset({"domain"}),
     "ports": frozenset({"domain"}),
@@ -25,8 +26,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "render": frozenset({"domain", "config", "fax", "ports", "fsutil"}),
     "store": frozenset({"domain", "ports"}),
     "auth": frozenset({"domain", "config", "ports", "fsutil"}),
-    "transport": frozenset({"domain", "config", "ports"}),
-    "inbox": frozenset({"domain", "config", "ports"}),
+    "transport": frozenset({"domain", "config", "ports", "tlsutil"}),
+    "inbox": frozenset({"domain", "config", "ports", "tlsutil"}),
     "intake": frozenset({"domain", "config", "fax", "render", "ports", "fsutil"}),
     "confirm": frozenset({"domain", "config", "fax"}),
     "engine": frozenset({"domain", "config", "fax", "render", "intake", "ports", "confirm"}),

@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from .base import OptionalPath, Section
 from .values import parse_duration
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InboxConfig(_Section):
+class InboxConfig(Section):
     """``[inbox]``: the sending mailbox, read for fax-service reports and bounces."""
 
     method: Literal["none", "imap", "graph"] = "none"
@@ -26,14 +22,9 @@ class InboxConfig(_Section):
     done_folder: str = "faxgw"
     poll_seconds: Annotated[float, Field(gt=0)] = 60.0
     #: An extra CA bundle to trust for the mail server ("" = the system's).
-    ca_file: Path | None = None
+    ca_file: OptionalPath = None
     #: No report by then: the job becomes ``unconfirmed``.
     confirm_within: float = 6 * 3600.0
-
-    @field_validator("ca_file", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @field_validator("confirm_within", mode="before")
     @classmethod
@@ -55,7 +46,7 @@ def _notify_default() -> list[NotifyOn]:
     return ["failed", "unconfirmed"]
 
 
-class NotifyConfig(_Section):
+class NotifyConfig(Section):
     """``[notify]``: which outcomes the submitter is told about by email."""
 
     on: list[NotifyOn] = Field(default_factory=_notify_default)

@@ -7,34 +7,32 @@ becomes one job per recipient number. Off unless ``listen`` is set.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .values import parse_duration, split_listen
+from .base import ListenAddress, OptionalPath, Section
+from .values import parse_duration
 
 __all__ = ["IntakeSmtpConfig"]
 
 
-class IntakeSmtpConfig(BaseModel):
+class IntakeSmtpConfig(Section):
     """``[intake.smtp]``: where devices connect, who may, and what a message becomes."""
 
-    # A misspelt key must stop the gateway, not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: ``host:port``; "" = no listener in ``faxgw run``.
-    listen: str = ""
+    listen: ListenAddress = ""
     #: Recipients are ``<number>@domain``; any other domain is refused at RCPT.
     domain: str = "fax.local"
     #: Clients allowed to connect at all (addresses or networks); loopback by default.
     networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     auth: Literal["none", "password"] = "none"
     #: ``name:argon2hash`` per line, written by ``faxgw intake user NAME``.
-    users_file: Path | None = None
+    users_file: OptionalPath = None
     #: STARTTLS is offered when set; required for ``auth = "password"``.
-    certificate_file: Path | None = None
-    key_file: Path | None = None
+    certificate_file: OptionalPath = None
+    key_file: OptionalPath = None
     require_tls: bool = False
     #: Advertised as SIZE; a larger message is refused with 552.
     max_message_bytes: Annotated[int, Field(ge=1)] = 36_700_160
@@ -46,18 +44,6 @@ class IntakeSmtpConfig(BaseModel):
     max_messages_per_connection: Annotated[int, Field(ge=1)] = 100
     #: How long the listener waits for a client's next command (or line of data).
     command_timeout: float = 300.0
-
-    @field_validator("users_file", "certificate_file", "key_file", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        if value.strip():
-            split_listen(value)
-        return value.strip()
 
     @field_validator("domain")
     @classmethod

@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..domain.errors import ConfigError
+from .base import ListenAddress, OptionalPath, Section
 from .confirm import InboxConfig, NotifyConfig
 from .devices import IntakeSmtpConfig
 from .service import ServiceConfig
@@ -24,12 +25,8 @@ CLIENT_SECRET_ENV = "FAXGW_CLIENT_SECRET"
 CLIENT_CERTIFICATE_PASSWORD_ENV = "FAXGW_CLIENT_CERTIFICATE_PASSWORD"
 
 
-class _Section(BaseModel):
-    # A misspelt key must stop the gateway, not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class SpoolConfig(_Section):
+class SpoolConfig(Section):
     """``[spool]``: where jobs are dropped and kept."""
 
     dir: Path = Path("../spool")
@@ -39,7 +36,7 @@ class SpoolConfig(_Section):
     group: str = ""
 
 
-class IntakeConfig(_Section):
+class IntakeConfig(Section):
     """``[intake]``: who a dropped or submitted job may name as its sender."""
 
     #: Exact addresses or ``@domain``; empty: a job may name no sender of its own (the
@@ -58,7 +55,7 @@ class IntakeConfig(_Section):
         return [entry.strip().lower() for entry in value]
 
 
-class NumbersConfig(_Section):
+class NumbersConfig(Section):
     """``[numbers]``: which fax numbers may be dialled, and how they are shown in logs."""
 
     allow: list[str] = Field(default_factory=list)
@@ -67,24 +64,19 @@ class NumbersConfig(_Section):
     mask_digits: Annotated[int, Field(ge=0)] = 0
 
 
-class SmtpConfig(_Section):
+class SmtpConfig(Section):
     """``[smtp]``: the mail server faxgw submits to."""
 
     host: str = "smtp.office365.com"
     port: Annotated[int, Field(ge=1, le=65535)] = 587
     security: Literal["starttls", "tls", "none"] = "starttls"
     verify_certificate: bool = True
-    ca_file: Path | None = None
+    ca_file: OptionalPath = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     sender: str = "fax@contoso.com"
     #: The server's message size limit, measured after encoding (Exchange Online: 35 MB);
     #: 0 means none.
     max_message_bytes: Annotated[int, Field(ge=0)] = 35 * 1024 * 1024
-
-    @field_validator("ca_file", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @field_validator("sender")
     @classmethod
@@ -108,25 +100,20 @@ GRAPH_CLOUDS: dict[str, tuple[str, str]] = {
 GRAPH_MAX_CONCURRENCY = 4
 
 
-class TransportConfig(_Section):
+class TransportConfig(Section):
     """``[transport]``: how fax emails leave the gateway."""
 
     kind: Literal["smtp", "graph"] = "smtp"
 
 
-class GraphConfig(_Section):
+class GraphConfig(Section):
     """``[graph]``: Microsoft Graph ``sendMail`` (``[transport] kind = "graph"``)."""
 
     cloud: Literal["global", "usgov", "usgovdod", "china"] = "global"
     #: Overrides the cloud's Graph root (tests, proxies); "" = the cloud's.
     endpoint: str = ""
-    ca_file: Path | None = None
+    ca_file: OptionalPath = None
     save_to_sent_items: bool = False
-
-    @field_validator("ca_file", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @field_validator("endpoint")
     @classmethod
@@ -151,38 +138,32 @@ class GraphConfig(_Section):
         return GRAPH_CLOUDS[self.cloud][1]
 
 
-class AuthConfig(_Section):
+class AuthConfig(Section):
     """``[auth]``: how faxgw signs in to the mail server."""
 
     method: Literal["none", "password", "oauth2"] = "none"
     username: str = ""
-    password_file: Path | None = None
+    password_file: OptionalPath = None
     # OAuth2 (Exchange Online, Outlook.com, or a custom identity provider).
     provider: Literal["exchange-online", "outlook", "custom"] = "exchange-online"
     tenant: str = "organizations"
     client_id: str = ""
     flow: Literal["device_code", "client_credentials"] = "device_code"
     account: str = ""
-    client_secret_file: Path | None = None
+    client_secret_file: OptionalPath = None
     #: ``client_credentials`` with a certificate: one PEM file (private key and certificate)
     #: or a PKCS#12 file (.pfx, .p12).
-    client_certificate_file: Path | None = None
+    client_certificate_file: OptionalPath = None
     #: The password of an encrypted key or PKCS#12 file (or FAXGW_CLIENT_CERTIFICATE_PASSWORD).
-    client_certificate_password_file: Path | None = None
+    client_certificate_password_file: OptionalPath = None
     authority: str = ""
-    ca_file: Path | None = None
+    ca_file: OptionalPath = None
     #: Outside the spool (users write into the spool's outgoing/; the tokens are the keys to
     #: the mailbox).
     token_cache: Path = Path("../state/tokens.json")
     scopes: list[str] = Field(default_factory=list)
     keepalive_days: Annotated[float, Field(gt=0)] = 7.0
     http_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
-
-    @field_validator("password_file", "client_secret_file", "client_certificate_file",
-                     "client_certificate_password_file", "ca_file", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @field_validator("authority")
     @classmethod
@@ -193,32 +174,20 @@ class AuthConfig(_Section):
         return value.rstrip("/")
 
 
-class WebConfig(_Section):
+class WebConfig(Section):
     """``[web]``: the web console (``faxgw web``, and ``faxgw run`` when ``listen`` is set)."""
 
     #: ``host:port``; "" = no console in ``faxgw run``.
-    listen: str = ""
+    listen: ListenAddress = ""
     #: The admin password's argon2 hash, written by ``faxgw web password`` (mode 0600).
     admin_password_file: Path = Path("../state/web-password")
     #: TLS: required when ``listen`` is not a loopback address.
-    certificate_file: Path | None = None
-    key_file: Path | None = None
+    certificate_file: OptionalPath = None
+    key_file: OptionalPath = None
     #: Hashed bearer tokens for ``/api``, written by ``faxgw web token``.
     api_token_file: Path = Path("../state/web-tokens")
     #: Who may use "send as me" (mail domains).
     user_domains: list[str] = Field(default_factory=list)
-
-    @field_validator("certificate_file", "key_file", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        if value.strip():
-            split_listen(value)
-        return value.strip()
 
     @field_validator("user_domains")
     @classmethod
@@ -240,7 +209,7 @@ class WebConfig(_Section):
         return self
 
 
-class RetryConfig(_Section):
+class RetryConfig(Section):
     """``[retry]``: when a job that could not be sent is tried again, and when to give up."""
 
     backoff: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = Field(
@@ -256,7 +225,7 @@ class RetryConfig(_Section):
         return parse_duration(value)
 
 
-class LimitsConfig(_Section):
+class LimitsConfig(Section):
     """``[limits]``: per sending mailbox pacing, and how long finished jobs are kept."""
 
     messages_per_minute: Annotated[int, Field(ge=0)] = 30
@@ -273,7 +242,7 @@ class LimitsConfig(_Section):
         return parse_duration(value)
 
 
-class Config(_Section):
+class Config(Section):
     """The whole validated configuration."""
 
     spool: SpoolConfig = SpoolConfig()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..domain import codes
+from .base import OptionalPath, Section
 from .values import check_template
 
 #: The codes a fax service's report may end a job with (``confirm_failure``).
@@ -25,11 +25,8 @@ def check_pattern(pattern: str) -> None:
         raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class ServiceConfig(_Section):
+class ServiceConfig(Section):
     """``[service]``: the Internet fax service that receives faxes by email.
 
     ``profile`` names a built-in service profile; every key left unset here takes the
@@ -49,17 +46,12 @@ class ServiceConfig(_Section):
     max_subject_chars: Annotated[int, Field(ge=1)] | None = None
     body: bool | None = None
     cover: bool | None = None
-    cover_template: Path | None = None
+    cover_template: OptionalPath = None
     #: Reports from the service that say a fax was delivered (regular expressions, matched
     #: case-insensitively against the report's text), for services that send free text.
     confirm_success: list[str] = Field(default_factory=list)
     #: Reports that say it failed: regular expression = status code (540-546).
     confirm_failure: dict[str, int] = Field(default_factory=dict)
-
-    @field_validator("cover_template", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @field_validator("address")
     @classmethod

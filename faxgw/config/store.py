@@ -10,35 +10,29 @@ or on the status sheet.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..domain.errors import ConfigError
+from .base import OptionalPath, Section
 
 STORE_PASSWORD_ENV = "FAXGW_STORE_PASSWORD"
 
 
-class StoreConfig(BaseModel):
+class StoreConfig(Section):
     """``[store]``: the job store."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: ``postgresql://user@host:port/database``; "" = SQLite in the spool's ``state/``.
     url: str = ""
     #: A file holding the database password (or FAXGW_STORE_PASSWORD, or ``~/.pgpass``).
-    password_file: Path | None = None
+    password_file: OptionalPath = None
     #: The CA that signed the database server's certificate: ``sslmode=verify-full``.
-    ca_file: Path | None = None
+    ca_file: OptionalPath = None
     #: How long a runner's claim on a job holds without being renewed.
     lease_seconds: Annotated[float, Field(ge=10, le=3600)] = 60.0
-
-    @field_validator("password_file", "ca_file", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     @field_validator("url")
     @classmethod

@@ -14,9 +14,10 @@ they live here, above both: the engine applies them and hands the store only the
 
 from __future__ import annotations
 
+import email.utils
 import random
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from .jobs import Job
 
@@ -53,3 +54,19 @@ def age_from_after_wait(job: Job, now: datetime) -> datetime:
 def jittered(seconds: float, jitter: float, rng: random.Random) -> timedelta:
     """``seconds`` moved by up to ``jitter`` either way."""
     return timedelta(seconds=seconds * (1 + rng.uniform(-jitter, jitter)))
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """An HTTP ``Retry-After`` in seconds: a number, or a date (counted from ``now``);
+    None when missing, zero, past or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value) or None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return seconds if seconds > 0 else None

@@ -22,7 +22,7 @@ from ..confirm.correlate import correlate, digits
 from ..confirm.mail import header
 from ..domain import codes
 from ..domain.errors import JobNotFoundError, JobStateError
-from ..domain.jobs import REPORTABLE_STATES, JobState
+from ..domain.jobs import REPORTABLE_STATES, Job, JobState
 from ..domain.reports import Finding, MatchedBy, Outcome, Report
 from ..domain.retry import backoff_seconds
 from ..ports import Inbox, InboxMessage, JobStore, ReportStore
@@ -64,10 +64,12 @@ class ReportReader:
         self.rules = rules
         self.clock = clock
         self.rng = rng or random.Random()
+        self._awaiting_jobs: list[Job] | None = None
 
     async def poll(self) -> PollSummary:
         """Read everything new, then mark overdue jobs unconfirmed."""
         summary = PollSummary()
+        self._awaiting_jobs = None
         while True:
             cursor = self.reports.inbox_cursor(self.mailbox)
             batch = await self.inbox.fetch(cursor, limit=BATCH)
@@ -117,19 +119,26 @@ class ReportReader:
         self.reports.add_report(report)
         return report
 
+    def _reportable(self) -> list[Job]:
+        """The jobs awaiting a report, newest first: read once for the reports that need
+        them, and again only after a report moved a job."""
+        if self._awaiting_jobs is None:
+            self._awaiting_jobs = self.store.list_jobs(REPORTABLE_STATES, limit=5000)
+        return self._awaiting_jobs
+
     def _awaiting(self, number: str) -> list[str]:
         since = self.clock() - timedelta(seconds=self.config.inbox.confirm_within * 2)
         wanted = number.lstrip("0")
-        return [job.id for job in self.store.list_jobs(REPORTABLE_STATES, limit=2000)
+        return [job.id for job in self._reportable()[:2000]
                 if job.updated >= since and len(wanted) >= 6
                 and (digits(job.number) == number or digits(job.number).endswith(wanted))]
 
     def _by_token(self, token: str) -> list[str]:
-        return [job.id for job in self.store.list_jobs(REPORTABLE_STATES, limit=5000)
-                if job.id.endswith(f"-{token}")]
+        return [job.id for job in self._reportable() if job.id.endswith(f"-{token}")]
 
     def _apply(self, job_id: str, finding: Finding, matched_by: MatchedBy) -> None:
         """Move the job as the report says; a job already moved on only gets the event."""
+        self._awaiting_jobs = None  # the jobs awaiting a report may change now
         summary = finding.summary
         if matched_by is MatchedBy.NUMBER_TIME:
             summary += " (matched by number and time only)"

@@ -13,12 +13,10 @@ here because the inbox does not reach into the transports.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import ssl
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -28,7 +26,9 @@ import httpx
 from ..config import GraphConfig
 from ..domain import codes
 from ..domain.errors import AuthError, ConfigError, ConnectError, FaxgwError, TransientError
+from ..domain.retry import retry_after_seconds
 from ..ports import CredentialProvider, Resource
+from ..tlsutil import shared_context
 
 log = logging.getLogger(__name__)
 
@@ -90,30 +90,10 @@ def rule_for(status: int, error: str, message: str) -> Rule:
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """The system's CAs plus ``[graph] ca_file``, host names checked, TLS 1.2 at least."""
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"[graph] ca_file: cannot load {ca_file}: {exc}") from None
-    return context
+    """The system's CAs plus ``[graph] ca_file``, host names checked, TLS 1.2 at least
+    (one context per file, shared)."""
+    return shared_context("graph", ca_file)
 
-
-def retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (it may be a number or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value) or None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    seconds = (when - datetime.now(UTC)).total_seconds()
-    return seconds if seconds > 0 else None
 
 
 def error_of(response: httpx.Response) -> tuple[str, str]:
@@ -163,7 +143,7 @@ class GraphMailClient:
             return ConfigError(text)
         wait = None
         if response.status_code in (429, 503):
-            wait = retry_after(response.headers.get("Retry-After"))
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
             named = f"Retry-After {wait:g} s" if wait else "no Retry-After"
             text += f"; Graph asks to wait ({named})"
             wait = wait or DEFAULT_RETRY_AFTER

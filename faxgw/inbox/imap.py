@@ -32,6 +32,7 @@ from ..config import InboxConfig
 from ..domain import codes
 from ..domain.errors import AuthError, ConfigError, ConnectError, TransientError
 from ..ports import CredentialProvider, Credentials, InboxBatch, InboxMessage, Resource
+from ..tlsutil import shared_context
 from .imap_wire import (
     ImapClient,
     mailbox_name,
@@ -62,15 +63,9 @@ def _pair(text: str, what: str) -> tuple[int, int]:
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """The system's CAs plus ``[inbox] ca_file``, host names checked, TLS 1.2 at least."""
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"[inbox] ca_file: cannot load {ca_file}: {exc}") from None
-    return context
+    """The system's CAs plus ``[inbox] ca_file``, host names checked, TLS 1.2 at least
+    (one context per file, shared)."""
+    return shared_context("inbox", ca_file)
 
 
 class ImapInbox:

@@ -10,14 +10,14 @@ class: 5xx retries, 4xx fails for good.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ...domain import codes
 from ...domain.disposition import Disposition
+from ...domain.retry import retry_after_seconds
 
 #: The wait when a 429 or 503 names none (or 0): Graph's usual throttling window.
 DEFAULT_RETRY_AFTER = 30.0
@@ -119,22 +119,9 @@ def parse_answer(status: int, body: bytes, headers: dict[str, str],
         message = body[:300].decode("utf-8", "replace").strip()
     lowered = {key.lower(): value for key, value in headers.items()}
     return Answer(status, error, " ".join(message.split())[:500],
-                  _retry_after(lowered.get("retry-after"), now),
+                  retry_after_seconds(lowered.get("retry-after"), now),
                   lowered.get("request-id") or lowered.get("client-request-id"))
 
-
-def _retry_after(value: str | None, now: datetime | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value) or None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return seconds if seconds > 0 else None
 
 
 def classify_answer(answer: Answer) -> Rule:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 
 from ...config import GraphConfig
-from ..tls import shared_context
+from ...tlsutil import shared_context
 
 
 def tls_context(settings: GraphConfig) -> ssl.SSLContext:

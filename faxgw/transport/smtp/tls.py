@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 
 from ...config import SmtpConfig
-from ..tls import shared_context
+from ...tlsutil import shared_context
 
 
 def tls_context(settings: SmtpConfig) -> ssl.SSLContext:

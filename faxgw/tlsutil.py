@@ -1,14 +1,14 @@
-"""The TLS settings a transport trusts: the system's CAs plus an extra CA file, TLS 1.2 at
-least. Loading the system's CA certificates takes tens of milliseconds: one context per
-setting is made and shared by every session (an SSLContext is made for that), and made again
-when the CA file changes on disk."""
+"""The TLS settings a client trusts (the transports, the mailbox readers): the system's CAs
+plus an extra CA file, TLS 1.2 at least. Loading the system's CA certificates takes tens of
+milliseconds: one context per setting is made and shared by every session (an SSLContext is
+made for that), and made again when the CA file changes on disk."""
 
 from __future__ import annotations
 
 import ssl
 from pathlib import Path
 
-from ..domain.errors import ConfigError
+from .domain.errors import ConfigError
 
 _contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
 
