@@ -1,10 +1,18 @@
 """Rasterising a PDF to a fax TIFF: faxgw against Ghostscript, in the same run.
 
-faxgw's path is the whole of :func:`faxgw.render.tiff.pdf_to_tiff` as a job uses it: a
-rasterising process of its own, the TIFF written page by page, read back and checked, then
-renamed into place. Ghostscript's anchor is what HylaFAX runs (``-sDEVICE=tiffg3`` /
-``tiffg4``, ``-r204x196``, ``-dPDFFitPage``), when ``gs`` is installed. Both get the same
-generated text PDF; each figure is the median of ``--repeat`` runs, alternating.
+faxgw's path is the whole of :func:`faxgw.render.tiff.pdf_to_tiff` (the TIFF written page by
+page, read back and checked, fsynced and renamed into place), measured two ways:
+
+* ``render process``: as a job uses it, in a render process (``rasterise_here``) that was
+  started, and imported its libraries, before the clock, as ``faxgw run`` starts them once;
+* ``own process``: as ``faxgw preview`` uses it, in a rasterising process started per call
+  (``spawn``: a Python start and the imports are part of the figure).
+
+Ghostscript's anchor is what HylaFAX runs (``-sDEVICE=tiffg3`` / ``tiffg4``, ``-r204x196``,
+``-dPDFFitPage``), when ``gs`` is installed: a process per call, as faxgw's ``own process``.
+Both get the same generated text PDF; each figure is the median of ``--repeat`` runs,
+alternating. For each: seconds, pages per second, CPU seconds (every process and thread of
+the conversion) and peak resident memory.
 
     .venv/bin/python bench/rasterise.py                 # 100 pages and a 2-page letter
     .venv/bin/python bench/rasterise.py --pages 30 --repeat 5 --json
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -25,12 +34,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 SOURCE = Path(os.environ.get("FAXGW_BENCH_SRC", Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(SOURCE))
 
-from faxgw.render.tiff import pdf_to_tiff  # noqa: E402
+#: One measurement: wall seconds, CPU seconds, peak RSS in KiB (0: not measured).
+Figure = tuple[float, float, int]
 
 
 def text_pdf(path: Path, pages: int) -> None:
@@ -47,23 +59,100 @@ def text_pdf(path: Path, pages: int) -> None:
     pdf.output(str(path))
 
 
-def child_peak_kib() -> int:
-    """The largest resident set of any child process so far (KiB)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def _peak_kib() -> int:
+    """This process's peak resident set since the last reset (VmHWM), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
-def time_faxgw(pdf: Path, out: Path, compression: str) -> float:
-    start = time.perf_counter()
+def _reset_peak() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass  # not Linux, or not allowed: the peak is then since the process started
+
+
+def _render_process(conn: Connection) -> None:
+    """A stand-in for a render process: imports, then converts what it is sent."""
+    from faxgw.render import tiff
+
+    tiff.rasterise_here()  # imported, and rasterising in itself, as a render process is
+    conn.send("ready")
+    while (task := conn.recv()) is not None:
+        pdf, out, compression = task
+        _reset_peak()
+        cpu, start = time.process_time(), time.perf_counter()  # all threads of the process
+        tiff.pdf_to_tiff(Path(pdf), Path(out), compression=compression)
+        conn.send((time.perf_counter() - start, time.process_time() - cpu, _peak_kib()))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_own_process(pdf: Path, out: Path, compression: str) -> Figure:
+    from faxgw.render.tiff import pdf_to_tiff
+
+    cpu, children, start = time.process_time(), _children_cpu(), time.perf_counter()
     pdf_to_tiff(pdf, out, compression=compression)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return wall, time.process_time() - cpu + _children_cpu() - children, 0
 
 
-def time_gs(pdf: Path, out: Path, device: str) -> float:
+def time_gs(pdf: Path, out: Path, device: str) -> Figure:
+    # GNU time reports gs's own peak memory; measured from here through wait4, it would
+    # include this process's memory, which a forked child has until it runs gs.
+    timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+    report = out.with_suffix(".rss")
+    command = ["gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", f"-sDEVICE={device}", "-r204x196",
+               "-dPDFFitPage", f"-sOutputFile={out}", str(pdf)]
+    if timer:
+        command = [timer, "-f", "%M", "-o", str(report), *command]
     start = time.perf_counter()
-    subprocess.run(["gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", f"-sDEVICE={device}",
-                    "-r204x196", "-dPDFFitPage", f"-sOutputFile={out}", str(pdf)],
-                   check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"gs {device} failed with exit code {process.returncode}")
+    peak = int(report.read_text().split()[-1]) if timer else 0
+    return wall, usage.ru_utime + usage.ru_stime, peak
+
+
+def measure(root: Path, pdf: Path, repeat: int, gs: bool,
+            worker: Connection) -> dict[str, list[Figure]]:
+    """Every way of converting ``pdf``, ``repeat`` times, alternating."""
+    figures: dict[str, list[Figure]] = {}
+    for _ in range(repeat):
+        for compression, device in (("group3", "tiffg3"), ("group4", "tiffg4")):
+            worker.send((str(pdf), str(root / f"r-{compression}.tif"), compression))
+            figures.setdefault(f"render process {compression}", []).append(worker.recv())
+            figures.setdefault(f"own process {compression}", []).append(
+                time_own_process(pdf, root / f"o-{compression}.tif", compression))
+            if gs:
+                figures.setdefault(f"gs {device}", []).append(
+                    time_gs(pdf, root / f"g-{device}.tif", device))
+    return figures
+
+
+def summary(pages: int, figures: dict[str, list[Figure]]) -> dict[str, Any]:
+    row: dict[str, Any] = {"pages": pages}
+    for name, values in figures.items():
+        wall = statistics.median(value[0] for value in values)
+        peak = max(value[2] for value in values)
+        row[name] = {"seconds": round(wall, 3), "pages_per_s": round(pages / wall, 1),
+                     "cpu_s": round(statistics.median(value[1] for value in values), 3),
+                     "peak_rss_mib": round(peak / 1024, 1)}
+    for compression, device in (("group3", "tiffg3"), ("group4", "tiffg4")):
+        if f"gs {device}" not in row:
+            continue
+        for way in ("render process", "own process"):
+            row[f"faxgw/gs {way} {compression}"] = round(
+                row[f"gs {device}"]["seconds"] / row[f"{way} {compression}"]["seconds"], 2)
+    return row
 
 
 def main() -> None:
@@ -72,51 +161,52 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    gs = shutil.which("gs")
-    results: dict[str, object] = {"source": str(SOURCE), "ghostscript": gs is not None}
-    with tempfile.TemporaryDirectory(prefix="faxgw-bench-") as folder:
-        root = Path(folder)
-        for label, pages in (("long", args.pages), ("letter", 2)):
-            pdf = root / f"{label}.pdf"
-            text_pdf(pdf, pages)
-            figures: dict[str, list[float]] = {}
-            for _ in range(args.repeat):
-                for compression in ("group3", "group4"):
-                    figures.setdefault(f"faxgw {compression}", []).append(
-                        time_faxgw(pdf, root / f"f-{compression}.tif", compression))
-            # Read before Ghostscript runs: the largest child so far is a rasterising one.
-            peak = child_peak_kib()
-            for _ in range(args.repeat) if gs else ():
-                for device in ("tiffg3", "tiffg4"):
-                    figures.setdefault(f"gs {device}", []).append(
-                        time_gs(pdf, root / f"g-{device}.tif", device))
-            row: dict[str, object] = {"pages": pages}
-            for name, values in figures.items():
-                median = statistics.median(values)
-                row[name] = {"seconds": round(median, 3), "pages_per_s": round(pages / median, 1)}
-            if gs:
-                for compression, device in (("group3", "tiffg3"), ("group4", "tiffg4")):
-                    faxgw_s = statistics.median(figures[f"faxgw {compression}"])
-                    gs_s = statistics.median(figures[f"gs {device}"])
-                    row[f"faxgw/gs {compression}"] = round(gs_s / faxgw_s, 2)
-            row["child_peak_rss_mib"] = round(peak / 1024, 1)
-            results[label] = row
+    gs = shutil.which("gs") is not None
+    results: dict[str, Any] = {"source": str(SOURCE), "ghostscript": gs,
+                               "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
+    context = multiprocessing.get_context("spawn")
+    worker, their_end = context.Pipe()
+    render_process = context.Process(target=_render_process, args=(their_end,), daemon=True)
+    render_process.start()
+    their_end.close()
+    try:
+        if worker.recv() != "ready":
+            raise RuntimeError("the render process did not start")
+        with tempfile.TemporaryDirectory(prefix="faxgw-bench-") as folder:
+            root = Path(folder)
+            for label, pages in (("long", args.pages), ("letter", 2)):
+                pdf = root / f"{label}.pdf"
+                text_pdf(pdf, pages)
+                figures = measure(root, pdf, args.repeat, gs, worker)
+                results[label] = summary(pages, figures)
+    finally:
+        worker.send(None)
+        render_process.join(10)
+    results["load_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"faxgw from {results['source']}; Ghostscript {'found' if gs else 'not installed'}")
+    report(results)
+
+
+def report(results: dict[str, Any]) -> None:
+    print(f"faxgw from {results['source']}; Ghostscript "
+          f"{'found' if results['ghostscript'] else 'not installed'}; {results['cpus']} CPUs, "
+          f"load {results['load_before']:.2f} before, {results['load_after']:.2f} after")
     for label in ("long", "letter"):
         row = results[label]
-        assert isinstance(row, dict)
         print(f"\n{label}: {row['pages']} pages")
+        print(f"  {'':<24} {'seconds':>8} {'pages/s':>8} {'CPU s':>7} {'peak RSS':>9}")
         for name, value in row.items():
             if isinstance(value, dict):
-                print(f"  {name:<14} {value['seconds']:>7.3f} s  {value['pages_per_s']:>7.1f} "
-                      "pages/s")
+                peak = f"{value['peak_rss_mib']:>5.1f} MiB" if value["peak_rss_mib"] else "-"
+                print(f"  {name:<24} {value['seconds']:>8.3f} {value['pages_per_s']:>8.1f} "
+                      f"{value['cpu_s']:>7.3f} {peak:>9}")
         for name, value in row.items():
             if name.startswith("faxgw/gs"):
                 print(f"  {name}: {value} (above 1: faxgw is faster)")
-        print(f"  peak RSS of a rasterising process: {row['child_peak_rss_mib']} MiB")
+    print("\nPeak RSS: the render process's (reset before each conversion) and gs's (GNU time);"
+          "\na spawned child's is not measured (a forked child counts its parent's memory).")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Interfaces only; the adapters live in their own folders and are chosen in one pl
     Transport, Session   transport.smtp (aiosmtplib), transport.graph (httpx)
     JobStore             store.sqlite, store.postgres
     ReportStore          store.sqlite, store.postgres
-    DocumentStore        intake.spool (job folders)      documents kept in PostgreSQL
+    DocumentStore        intake.spool (job folders), app.cluster_spool (+ store.postgres)
     CredentialProvider   auth (none, password, oauth2: SMTP, Graph and IMAP tokens)
     Inbox                inbox.imap (aioimaplib), inbox.graph (httpx)
 
@@ -370,9 +370,9 @@ class JobStore(abc.ABC):
     def recover_sending(self, *, owners: Iterable[str] | None = None,
                         lease_ended_by: datetime | None = None) -> list[str]:
         """Return jobs left in ``sending`` to ``queued`` with a ``recovered`` event; their ids.
-
         Only the claims of ``owners`` when given (``""`` matches a claim without an owner),
-        and only those whose lease ended by ``lease_ended_by`` when it is given; every
+        and only those whose lease ended by ``lease_ended_by`` when it is given (and those of
+        them marked as being handed over become ``unconfirmed``: domain.cluster); every
         ``sending`` job when both are None."""
 
     @abc.abstractmethod

@@ -64,6 +64,7 @@ from typing import Any, ClassVar
 import pytest
 
 from faxgw.domain import codes
+from faxgw.domain.cluster import HANDING_OVER
 from faxgw.domain.errors import JobNotFoundError, JobStateError, StoreError
 from faxgw.domain.jobs import (
     TRANSITIONS,
@@ -721,6 +722,41 @@ class JobStoreContract:
         kept = store.get(leases[100].id)
         assert (kept.state, kept.owner, kept.lease_until) == (
             JobState.SENDING, RUNNER_A, start + timedelta(seconds=100))
+
+    def test_a_lease_ending_while_handing_over_leaves_the_job_unconfirmed(
+            self, store: JobStore, clock: FakeClock) -> None:
+        """A claim whose lease ran out after its runner began handing the message to the
+        server may have been sent: the job becomes unconfirmed (a report settles it), never
+        queued again. A mark from an earlier claim does not count, a claim that ran out
+        before its mark goes back to the queue, and a runner known to be gone (its owner
+        named, no lease asked about) is recovered at least once, as on one host."""
+        base = clock() - timedelta(hours=1)
+        handed = put_in_state(store, clock, JobState.SENDING, created=base)
+        store.add_event(handed.id, HANDING_OVER, "to the mail server")
+        earlier = put_in_state(store, clock, JobState.SENDING, created=base + timedelta(seconds=1))
+        store.add_event(earlier.id, HANDING_OVER, "to the mail server")
+        store.transition(earlier.id, JobState.DEFERRED, event="deferred", code=codes.TRY_LATER,
+                         count_attempt=True, owner=RUNNER_A, next_attempt_at=clock())
+        assert ids(claim(store, clock)) == [earlier.id]  # claimed again, not handed over yet
+        gone = put_in_state(store, clock, JobState.SENDING, created=base + timedelta(seconds=2),
+                            owner=RUNNER_B)
+        store.add_event(gone.id, HANDING_OVER, "to the mail server")
+        clock.advance(LEASE.total_seconds() + 1)
+
+        assert store.recover_sending(owners=[RUNNER_B]) == [gone.id]
+        assert store.get(gone.id).state is JobState.QUEUED
+        recovered = store.recover_sending(lease_ended_by=clock())
+        assert sorted(recovered) == sorted([handed.id, earlier.id])
+        got = store.get(handed.id)
+        assert (got.state, got.code, got.owner, got.lease_until) == (
+            JobState.UNCONFIRMED, codes.UNCONFIRMED, None, None)
+        last = store.history(handed.id)[-1]
+        assert (last.event, last.state, last.code) == (
+            "recovered", JobState.UNCONFIRMED, codes.UNCONFIRMED)
+        assert "may have been sent" in last.detail
+        assert store.get(earlier.id).state is JobState.QUEUED
+        assert store.history(earlier.id)[-1].state is JobState.QUEUED
+        assert ids(claim(store, clock)) == [earlier.id, gone.id]  # never the unconfirmed one
 
     def test_recover_preparing_clears_every_mark(self, store: JobStore,
                                                  clock: FakeClock) -> None:

@@ -76,7 +76,8 @@ def test_submit_run_jobs_show(configured: Path, samples: Path, smtp_server: FaxS
         assert (row["state"], row["code"]) == ("sent", 100)
     shown = json.loads(faxgw("show", job_id, "--json", config=configured).stdout)
     assert shown["pages"] == 3 and shown["recipient"] == "+4930123456@fax.example.net"
-    assert [e["event"] for e in shown["history"]] == ["accepted", "rendered", "sending", "sent"]
+    assert [e["event"] for e in shown["history"]] == ["accepted", "rendered", "sending",
+                                                          "handing-over", "sent"]
     human = faxgw("show", job_id[:14], config=configured).stdout
     assert "sent" in human and "Sent: the mail server accepted" in human
     table = faxgw("jobs", "--state", "sent", config=configured).stdout

@@ -132,3 +132,53 @@ def test_a_submission_cut_off_while_assembled_is_discarded(spool: Spool, samples
     assembly.abandon()  # as a process that died: its lock is free now
     assert spool.recover() == []
     assert list(spool.layout.jobs.iterdir()) == [] and os.listdir(spool.layout.tmp) == []
+
+
+def test_start_up_reads_only_the_job_folders_marked_unregistered(
+        spool: Spool, samples: Path) -> None:
+    """After the first start, a start looks only at folders marked as not yet registered:
+    a registered job's folder is not read (here its job.json is unreadable, and nothing
+    minds), an unregistered one is found by its mark, and registering it removes the mark."""
+    assert spool.recover() == []  # the first start: every folder looked at, marks made
+    assert spool.layout.unregistered.is_dir()
+    registered = spool.submit("+4930123456", [samples / "note.txt"])
+    spool.registered([registered.id])
+    (spool.layout.job_dir(registered.id) / JOB_FILE).write_text("not json")
+    orphan = spool.submit("+4930123456", [samples / "note.txt"])  # the store never told
+    assert sorted(os.listdir(spool.layout.unregistered)) == [orphan.id]
+    asked: list[list[str]] = []
+
+    def unknown(ids: object) -> set[str]:
+        names = sorted(ids)  # type: ignore[call-overload]
+        asked.append(names)
+        return set(names)
+
+    found = spool.recover(unknown)
+    assert asked == [[orphan.id]]
+    assert [intake.id for intake in found] == [orphan.id]
+    spool.registered([orphan.id])
+    assert os.listdir(spool.layout.unregistered) == []
+
+
+def test_a_mark_of_a_job_the_store_knows_is_removed_at_start(
+        spool: Spool, samples: Path) -> None:
+    """A stop between the store's write and the mark's removal leaves a stale mark: the next
+    start asks the store, which knows the job, and the mark goes without a registration."""
+    spool.recover()
+    intake = spool.submit("+4930123456", [samples / "note.txt"])
+    assert spool.recover(lambda ids: set()) == []
+    assert os.listdir(spool.layout.unregistered) == []
+    assert (spool.layout.job_dir(intake.id) / JOB_FILE).exists()
+
+
+def test_a_spool_from_before_the_marks_has_every_folder_looked_at_once(
+        spool: Spool, samples: Path) -> None:
+    """A spool an older faxgw kept has no marks folder: its first start looks at every job
+    folder and marks the unknown ones, so that they are found again if it stops before
+    registering them."""
+    intake = spool.submit("+4930123456", [samples / "note.txt"])
+    assert not spool.layout.unregistered.exists()
+    found = spool.recover(lambda ids: set(ids))
+    assert [i.id for i in found] == [intake.id]
+    assert os.listdir(spool.layout.unregistered) == [intake.id]
+    assert [i.id for i in spool.recover(lambda ids: set(ids))] == [intake.id]

@@ -25,7 +25,7 @@ import trustme
 from faxgw.app.submit import submit
 from faxgw.app.wiring import build_worker, store_open
 from faxgw.config import Config
-from faxgw.devices import serve_smtp
+from faxgw.devices import MailboxFor, serve_smtp
 from faxgw.devices.handler import MAX_RECIPIENTS
 from faxgw.devices.message import read_letter
 from faxgw.devices.replies import REPLIES, Answer, reply
@@ -48,8 +48,9 @@ class Listener:
     """The SMTP intake, served in a thread of its own with its own event loop (as in
     ``faxgw run``), so that the test can be the device."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, mailbox_for: MailboxFor | None = None) -> None:
         self.config = config
+        self._mailbox_for = mailbox_for
         self.host = ""
         self.port = 0
         self._ready = threading.Event()
@@ -67,7 +68,7 @@ class Listener:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             await serve_smtp(self.config, self._stop, functools.partial(submit, self.config),
-                             on_listening=self._bound)
+                             mailbox_for=self._mailbox_for, on_listening=self._bound)
 
         try:
             asyncio.run(main())

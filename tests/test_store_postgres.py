@@ -279,23 +279,58 @@ def test_purges_on_two_hosts_at_once_share_the_work(migrated: str, clock: FakeCl
         seed.close()
 
 
+def _terminate(pid: int) -> None:
+    """End a server process as an administrator (or a failover) would, and wait until it is
+    gone."""
+    with _admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+
+
 def test_the_store_connects_again_after_the_server_dropped_it(store: PostgresJobStore,
                                                               clock: FakeClock) -> None:
-    """A connection the server ended (a restart, a failover) fails the call under way with a
-    StoreError; the next call works on a new connection."""
+    """A connection the server ended (a restart, a failover, an administrator) is opened
+    again within the call under way: a read is read again, a write that had not committed
+    runs again from its start, and nothing is written twice."""
     job = _job(created=clock())
     store.add(job)
-    with _admin() as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (store._db.info.backend_pid,))
-    with pytest.raises(StoreError):
-        store.get(job.id)
+    _terminate(store._db.info.backend_pid)
     assert store.get(job.id).id == job.id
-    with _admin() as admin:  # dropped again, now under a write: rolled back, then fine
-        admin.execute("SELECT pg_terminate_backend(%s)", (store._db.info.backend_pid,))
-    with pytest.raises(StoreError):
-        store.add_event(job.id, "note", "lost with the connection")
-    store.add_event(job.id, "note", "kept")
-    assert [e.detail for e in store.history(job.id)][1:] == ["kept"]
+    _terminate(store._db.info.backend_pid)
+    store.add_event(job.id, "note", "once")
+    _terminate(store._db.info.backend_pid)
+    [claimed] = store.claim_due(clock(), 10, owner="r1", lease_until=clock() + timedelta(
+        seconds=60))
+    assert claimed.id == job.id
+    assert [e.event for e in store.history(job.id)] == ["accepted", "note", "sending"]
+
+
+def test_a_write_cut_off_is_run_again_unless_it_was_cut_off_committing(
+        store: PostgresJobStore, clock: FakeClock) -> None:
+    """A transaction whose connection ends before its commit was rolled back: it runs once
+    more. One whose connection ends at its commit may have been written: it is not run
+    again, and the error says so."""
+    job = _job(created=clock())
+    store.add(job)
+    runs: list[int] = []
+
+    def cut_midway(db: psycopg.Connection[dict[str, object]]) -> None:
+        runs.append(db.info.backend_pid)
+        if len(runs) == 1:
+            _terminate(db.info.backend_pid)
+        store._event(db, job.id, "note", None, None, "midway")
+
+    store._transact(cut_midway)
+    assert len(runs) == 2 and runs[0] != runs[1]
+
+    def cut_at_commit(db: psycopg.Connection[dict[str, object]]) -> None:
+        runs.append(db.info.backend_pid)
+        store._event(db, job.id, "note", None, None, "at commit")
+        _terminate(db.info.backend_pid)
+
+    with pytest.raises(StoreError, match="may or may not have been written"):
+        store._transact(cut_at_commit)
+    assert len(runs) == 3
+    assert [e.detail for e in store.history(job.id)][1:] == ["midway"]
 
 
 def test_errors_name_the_database_never_its_password() -> None:
@@ -448,7 +483,8 @@ def test_two_services_and_a_cron_run_on_one_database_send_each_of_100_jobs_once(
 ) -> None:
     """Two ``faxgw run`` services and a ``faxgw run --once`` share one PostgreSQL schema
     (and the spool, which holds the documents in this version) while jobs arrive in waves:
-    every job is sent by one of them, arrives exactly once, and none is taken back."""
+    every job is sent by one of them, arrives exactly once, none is taken back, and the
+    mailbox never has more than its three sessions open."""
     with FaxSMTPServer(tls="starttls", users={USER: PASSWORD}, reply_delay=0.01) as server:
         config = _config(tmp_path, server)
         with config.open("a", encoding="utf-8") as toml:
@@ -508,6 +544,8 @@ def test_two_services_and_a_cron_run_on_one_database_send_each_of_100_jobs_once(
         assert counts() == {"sent": 100}
         received = collections.Counter(m.message["Message-ID"] for m in server.messages)
         assert sorted(received.values()) == [1] * 100
+        # Three runners, one mailbox: its three connections were shared, never exceeded.
+        assert server.max_concurrent_sessions_by_user[USER] <= 3
         assert set(received) == {f"<faxgw.{job_id}@contoso.com>" for job_id in ids}
         store = open_store(load_config(config))
         try:

@@ -81,7 +81,7 @@ def test_three_intake_paths_each_become_one_email(
     assert job.pages == 3 and job.bytes and job.attempts == 1
     assert job.last_reply and job.last_reply.startswith("250")
     events = [e.event for e in worker.store.history(submitted)]
-    assert events == ["accepted", "sending", "rendered", "sent"]
+    assert events == ["accepted", "sending", "rendered", "handing-over", "sent"]
     # One authenticated session carried all three messages.
     assert sum(1 for _, line in smtp_server.commands if line.startswith("AUTH")) == 1
 

@@ -16,11 +16,11 @@ from typing import Any
 from ..config import Config
 from ..domain.jobs import Job, JobState, utcnow
 from ..fax.profiles import rules_for
-from ..render.attachment import attachment_paths
+from ..render.rendered import attachment_paths
 from ..render.thumbnails import PageImage, page_image, page_images
 from .preview import preview
 from .queries import list_jobs
-from .wiring import open_documents, store_open
+from .wiring import open_documents, store_open, store_status
 
 __all__ = ["JobFigures", "JobsPage", "PageImage", "PreviewPages", "attachment", "find_job",
            "job_figures", "job_page_image", "jobs_page", "preview_pages", "queue_counts",
@@ -76,6 +76,8 @@ class JobFigures:
     finished_by_code: Counter[tuple[str, int]]
     #: Seconds the oldest queued or deferred job has waited (0 when none waits).
     oldest_waiting_seconds: float
+    #: Dead row versions in the jobs table (PostgreSQL; None for SQLite).
+    jobs_dead_tuples: int | None = None
 
 
 def job_figures(config: Config, now: datetime | None = None) -> JobFigures:
@@ -85,11 +87,12 @@ def job_figures(config: Config, now: datetime | None = None) -> JobFigures:
         by_state = store.counts()
         finished = store.list_jobs([JobState.SENT, JobState.FAILED])
         waiting = store.list_jobs([JobState.QUEUED, JobState.DEFERRED])
+        dead = store_status(config, store).get("jobs_dead_tuples")
     by_code: Counter[tuple[str, int]] = Counter(
         (job.state.value, job.code) for job in finished if job.code is not None)
     oldest = min((job.created for job in waiting), default=None)
     age = max(0.0, (moment - oldest).total_seconds()) if oldest else 0.0
-    return JobFigures(by_state, by_code, age)
+    return JobFigures(by_state, by_code, age, dead)
 
 
 def find_job(config: Config, job_id: str) -> Job:

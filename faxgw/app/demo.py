@@ -27,6 +27,7 @@ def feed(config: Config, samples: Path) -> None:
         intake = spool.submit("+4930123456", [samples / "letter.pdf", samples / "note.txt"],
                               subject="Contract and note", note="Two documents, one fax.")
         register(intake, config=config, store=store, documents=spool)
+        spool.registered([intake.id])
     drop = spool.layout.outgoing / "+4989765432"
     drop.mkdir()
     shutil.copy(samples / "scan.jpg", drop / "scan.jpg")

@@ -22,9 +22,9 @@ from ..fax.policy import parse_and_check
 from ..fax.profiles import ServiceRules, rules_for
 from ..intake.register import default_sender
 from ..render import preflight
-from ..render.attachment import attachment_paths
 from ..render.job import render_attachment
 from ..render.pdf import Rendered
+from ..render.rendered import attachment_paths
 from ..render.tiff import pdf_to_tiff
 
 #: The job id a preview renders under (file names only; nothing is queued).

@@ -19,7 +19,7 @@ from ..fax.profiles import PROFILES, Profile, ServiceRules, rules_for
 from ..intake.register import default_sender
 from ..ports import ReportStore
 from .signin import sign_in_summary
-from .wiring import store_open
+from .wiring import store_open, store_status
 
 __all__ = ["JobDetail", "ProfileListing", "all_codes", "job_detail", "list_jobs", "profiles",
            "status_sheet"]
@@ -97,6 +97,7 @@ def status_sheet(config: Config) -> dict[str, Any]:
     and ``warnings``: secret files others can read."""
     with store_open(config) as store:
         counts = store.counts()
+        database = store_status(config, store)
     return {
         "config": str(config.source) if config.source else None,
         "spool": str(config.spool.dir),
@@ -114,8 +115,20 @@ def status_sheet(config: Config) -> dict[str, Any]:
         "account": default_sender(config),
         "sign_in": sign_in_summary(config),
         "queue": {state.value: count for state, count in counts.items()},
+        "store": database,
+        "smtp_intake": _smtp_intake(config),
         "warnings": secret_file_warnings(config),
     }
+
+
+def _smtp_intake(config: Config) -> dict[str, Any] | None:
+    """The SMTP intake's part of the sheet; None when it is off (then aiosmtpd, which the
+    devices package loads, is not loaded for the sheet either)."""
+    if not config.intake.smtp.listen:
+        return None
+    from .devices import listener_status
+
+    return listener_status(config)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..confirm.classify import report_rules
+from ..domain.cluster import ONE_HOST, Singletons
 from ..domain.errors import FaxgwError
 from ..domain.jobs import utcnow
 from ..domain.reports import Report
@@ -88,9 +89,12 @@ class Checker:
 
     def __init__(self, config: Config, *, store: JobStore | None = None,
                  credentials: CredentialProvider | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, turns: Singletons = ONE_HOST) -> None:
         self.config = config
         self.clock = clock
+        #: Hosts sharing one database read the mailbox one at a time (the lock file only
+        #: covers the processes of one host).
+        self.turns = turns
         self.store = store if store is not None else open_store(config, clock=clock)
         self._own_store = store is None
         self.credentials = credentials if credentials is not None else make_credentials(config)
@@ -108,7 +112,7 @@ class Checker:
         if self.reader is None:
             return None
         with _reader_lock(self.config, self.mailbox) as mine:
-            if not mine:
+            if not mine or not self.turns.take_turn(f"inbox:{self.mailbox.lower()}"):
                 return None
             return await self.reader.poll()
 
@@ -139,10 +143,12 @@ def check_once(config: Config) -> CheckSummary:
 
 async def check_forever(config: Config, stop: asyncio.Event, *,
                         store: JobStore | None = None,
-                        credentials: CredentialProvider | None = None) -> None:
+                        credentials: CredentialProvider | None = None,
+                        turns: Singletons = ONE_HOST) -> None:
     """The service's rounds until ``stop``: notifications every few seconds, the mailbox
-    every ``[inbox] poll_seconds``. A failed round is logged and tried again next time."""
-    checker = Checker(config, store=store, credentials=credentials)
+    every ``[inbox] poll_seconds`` (when it is this host's ``turns``). A failed round is
+    logged and tried again next time."""
+    checker = Checker(config, store=store, credentials=credentials, turns=turns)
     loop = asyncio.get_running_loop()
     next_poll = loop.time()
     try:

@@ -4,6 +4,7 @@ told to stop (``faxgw run``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import signal
@@ -11,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from ..config import Config
+from ..domain.cluster import Coordination
+from ..domain.errors import FaxgwError
 from ..engine.observe import DurationsSnapshot, Observations, Snapshot
 from ..engine.outcomes import RunSummary
 from ..engine.renderpool import service_processes
@@ -20,6 +23,9 @@ from .submit import submit
 from .wiring import build_worker
 
 log = logging.getLogger("faxgw.worker")
+
+#: How often a service writes its heartbeat into the store's host list.
+HEARTBEAT_SECONDS = 10.0
 
 __all__ = ["Beside", "DurationsSnapshot", "LastRound", "Observations", "RunSummary",
            "Snapshot", "run_once", "serve"]
@@ -71,7 +77,9 @@ async def _serve(config: Config, service: Service, beside: Beside | None = None)
     runs: list[Awaitable[None]] = [
         service.run(stop),
         check_forever(config, stop, credentials=service.worker.credentials,
-                      store=service.worker.store),
+                      store=service.worker.store, turns=service.worker.coordination),
+        _heartbeat(service.worker.coordination, stop),
+        service.worker.coordination.listen(service.wake, stop),
     ]
     if beside is not None:
         runs.append(beside(stop, lambda: service.last_round_at, service.worker.observations))
@@ -84,10 +92,28 @@ async def _serve(config: Config, service: Service, beside: Beside | None = None)
     log.warning("faxgw stopped")
 
 
+async def _heartbeat(coordination: Coordination, stop: asyncio.Event) -> None:
+    """Tell the other hosts this one is alive (``faxgw status`` lists them) until ``stop``;
+    a beat that cannot be written is tried again at the next."""
+    while not stop.is_set():
+        try:
+            coordination.beat()
+        except FaxgwError as exc:
+            log.warning("! the heartbeat could not be written: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
+    try:
+        coordination.leave()
+    except FaxgwError as exc:
+        log.info("the host list could not be told this host stops: %s", exc)
+
+
 def _devices(config: Config, stop: asyncio.Event, service: Service) -> Awaitable[None]:
     """The SMTP intake ([intake.smtp] listen): messages become jobs as by ``faxgw submit``,
     rendered in the service's warm render processes (not one started per message)."""
-    from ..devices import serve_smtp  # aiosmtpd is loaded only when devices may send
+    from ..devices.listener import serve_smtp  # aiosmtpd: only when devices may send
+    from .devices import mailbox_for
 
     return serve_smtp(config, stop, functools.partial(
-        submit, config, renderer=service.worker.render_pool))
+        submit, config, renderer=service.worker.render_pool),
+        mailbox_for=mailbox_for(config, service.worker.credentials))

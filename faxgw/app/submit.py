@@ -17,6 +17,7 @@ from pathlib import Path
 from ..config import Config
 from ..domain.errors import JobError, StoreError
 from ..domain.jobs import Job, JobState
+from ..engine.preparer import KeepsRendered
 from ..engine.renderpool import RenderPool
 from ..engine.runners import RunnerLock, runner_id
 from ..fax.policy import parse_and_check
@@ -79,6 +80,7 @@ def submit(config: Config, number: str, files: Sequence[Path], *, subject: str =
             except StoreError:
                 _withdraw(spool, intake.id, store)
                 raise
+            spool.registered([intake.id])
             if job.state is JobState.QUEUED:
                 job = prepare(store, spool, config, job, renderer=renderer)
             return job
@@ -122,4 +124,6 @@ def prepare(store: JobStore, documents: DocumentStore, config: Config, job: Job,
     finally:
         if renderer is None:
             pool.close()
+    if isinstance(documents, KeepsRendered):  # any host may send it: no render again there
+        documents.keep_rendered(job.id, rendered.path)
     return record_rendered(store, job, rendered)

@@ -11,23 +11,24 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from ..auth import make_provider
 from ..config import Config
 from ..domain.errors import ConfigError
 from ..domain.jobs import utcnow
 from ..engine.observe import Observations, ObservedTransport
-from ..engine.pacing import MailboxPacer
+from ..engine.pacing import WINDOW_SECONDS, MailboxPacer
 from ..engine.worker import Worker
 from ..intake.layout import SpoolLayout
 from ..intake.spool import Spool
-from ..ports import CredentialProvider, JobStore, Transport
+from ..ports import CredentialProvider, DocumentStore, JobStore, Transport
 from ..store import SQLiteJobStore
-from ..transport.graph import GraphTransport
 from ..transport.smtp import SmtpTransport
 
 __all__ = ["build_worker", "make_credentials", "make_transport", "migrate_store",
-           "open_documents", "open_spool", "open_store", "store_open"]
+           "open_documents", "open_render_documents", "open_spool", "open_store",
+           "store_open", "store_status"]
 
 
 def open_store(config: Config, *, clock: Callable[[], datetime] = utcnow) -> JobStore:
@@ -58,6 +59,17 @@ def migrate_store(config: Config) -> tuple[str, int, int]:
     return f"sqlite {SpoolLayout(config.spool.dir).database}", SCHEMA_VERSION, SCHEMA_VERSION
 
 
+def store_status(config: Config, store: JobStore) -> dict[str, Any]:
+    """The job store for the status sheet: PostgreSQL's database, schema, hosts and dead
+    row versions of the jobs table; or the SQLite file in the spool."""
+    if config.store.postgres:
+        from ..store.postgres import PostgresJobStore
+
+        if isinstance(store, PostgresJobStore):
+            return store.database_status()
+    return {"kind": "sqlite", "database": str(SpoolLayout(config.spool.dir).database)}
+
+
 @contextmanager
 def store_open(config: Config) -> Iterator[JobStore]:
     """The job store, closed at the end of the block."""
@@ -69,12 +81,30 @@ def store_open(config: Config) -> Iterator[JobStore]:
 
 
 def open_spool(config: Config, *, clock: Callable[[], float] | None = None) -> Spool:
-    """The spool: the drop folders, and every job's files (the document store)."""
+    """The spool: the drop folders, and every job's files (the document store); with
+    ``[store] url`` set, the job files are kept in the database too, so that any host can
+    send and show a job."""
+    if config.store.postgres:
+        from .cluster_spool import ClusterSpool  # psycopg only when it is used
+
+        return ClusterSpool.for_config(config, clock=clock)
     return Spool.for_config(config, clock=clock)
 
 
-#: The document store alone: a render process opens the job files with this.
-open_documents = Spool.for_config
+def open_documents(config: Config) -> DocumentStore:
+    """The document store alone (the console, ``faxgw retry``)."""
+    return open_spool(config)
+
+
+def open_render_documents(config: Config) -> DocumentStore:
+    """The document store a render process opens the job files with: the worker has
+    brought a job's files into the spool before it hands the job over, so a render process
+    never reads the database."""
+    if config.store.postgres:
+        from .cluster_spool import ClusterSpool
+
+        return ClusterSpool.for_config(config, refresh=False)
+    return Spool.for_config(config)
 
 
 def make_credentials(config: Config) -> CredentialProvider:
@@ -88,6 +118,8 @@ def make_transport(config: Config, credentials: CredentialProvider) -> Transport
         if config.auth.method != "oauth2":
             raise ConfigError('[transport] kind = "graph" needs [auth] method = "oauth2" '
                               "(Graph takes OAuth2 tokens only)")
+        # Imported when chosen: httpx is not loaded by a gateway that sends by SMTP.
+        from ..transport.graph import GraphTransport
         return GraphTransport(config.graph, credentials)
     return SmtpTransport(config.smtp, credentials)
 
@@ -113,7 +145,7 @@ def build_worker(
     credentials = credentials if credentials is not None else make_credentials(config)
     spool = open_spool(config, clock=lambda: clock().timestamp())
     spool.ensure()  # the spool's folders first, private, then the store inside them
-    return Worker(
+    worker = Worker(
         config,
         store=store if store is not None else open_store(config, clock=clock),
         spool=spool,
@@ -123,6 +155,15 @@ def build_worker(
         rng=rng,
         pacer_factory=pacer_factory,
         render_processes=render_processes,
-        open_documents=open_documents,
+        open_documents=open_render_documents,
         observations=observations,
     )
+    if config.store.postgres:
+        from ..store.postgres import PostgresJobStore
+
+        if isinstance(worker.store, PostgresJobStore):
+            # Several hosts: the mailboxes' limits, the turns and the host list are kept
+            # in the database, for all of them together.
+            worker.coordination = worker.store.coordination(worker.owner,
+                                                            window_seconds=WINDOW_SECONDS)
+    return worker

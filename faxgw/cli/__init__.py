@@ -8,6 +8,7 @@ applies, whatever their type; never a traceback (``-vv`` logs it).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sqlite3
 import sys
@@ -40,7 +41,37 @@ def setup_logging(verbose: int) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 3 else logging.DEBUG)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Each command and the module that defines it: a command's module (and what it imports:
+#: msal, the web console, the rendering libraries) is loaded only when that command runs, so
+#: a cron-style ``faxgw run --once`` does not pay for every other command's imports.
+_COMMAND_MODULES: dict[str, str] = {
+    "submit": "send", "preview": "send", "profiles": "send",
+    "jobs": "queue", "show": "queue", "cancel": "queue", "retry": "queue", "hold": "queue",
+    "release": "queue",
+    "status": "status", "codes": "status",
+    "run": "run", "demo": "demo", "web": "web", "reports": "reports", "store": "store",
+    "intake": "intake", "auth": "auth",
+}
+
+
+class _LazyGroup(click.Group):
+    """The ``faxgw`` group, whose commands are imported when asked for by name."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = _COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        for command in module.COMMANDS:
+            if command.name == cmd_name:
+                return command  # type: ignore[no-any-return]
+        raise LookupError(f"faxgw.cli.{module_name} has no command {cmd_name!r}")
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="Configuration file (default: $FAXGW_CONFIG, else config/faxgw.toml).")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
@@ -50,26 +81,6 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     """faxgw: send faxes through an Internet fax service by email (SMTP, OAuth2)."""
     setup_logging(verbose)
     ctx.obj = CliContext(config_path=config_path)
-
-
-def _register() -> None:
-    from . import demo, queue, reports, run, send, status, web
-
-    for command in (*send.COMMANDS, *queue.COMMANDS, *status.COMMANDS, run.run, demo.demo, web.web,
-                    reports.reports):
-        cli.add_command(command)
-    from .store import store  # faxgw store migrate
-    cli.add_command(store)
-    from .intake import intake  # faxgw intake user NAME
-    cli.add_command(intake)
-    try:
-        from .auth import auth
-    except ImportError:  # pragma: no cover - the auth commands ship with the package
-        return
-    cli.add_command(auth)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -189,3 +189,7 @@ def test_command(cli_ctx: CliContext, account: str | None) -> None:
         "none": "no sign-in configured",
     }[config.auth.method]
     click.echo(f"Connected to {smtp.host}:{smtp.port}, {tls}, {signed_in}: ready to send.")
+
+
+#: What this module adds to the ``faxgw`` group.
+COMMANDS = (auth,)

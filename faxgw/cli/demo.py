@@ -106,3 +106,7 @@ def demo(cli_ctx: CliContext, out: Path) -> None:
     for path in sorted(received.glob("*.eml")):
         click.echo(f"  {_describe(path)}")
     click.echo(f"\nThe demo's spool (job folders, job store) is in {config.spool.dir}.")
+
+
+#: What this module adds to the ``faxgw`` group.
+COMMANDS = (demo,)

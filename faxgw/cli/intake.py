@@ -20,7 +20,10 @@ def intake() -> None:
 @pass_cli
 def user(cli_ctx: CliContext, name: str) -> None:
     """Add user NAME to [intake.smtp] users_file, or change its password (asked twice on a
-    terminal; otherwise one line is read from standard input). Only its argon2 hash is kept."""
+    terminal; otherwise one line is read from standard input). Only its argon2 hash is kept.
+
+    A NAME that is a mail address sends as that mailbox when it is signed in with "Send as
+    me" or listed in [intake] allowed_senders; any other user as the gateway's mailbox."""
     path = cli_ctx.config.intake.smtp.users_file
     if path is None:
         raise click.UsageError("[intake.smtp] users_file is not set")
@@ -33,3 +36,7 @@ def user(cli_ctx: CliContext, name: str) -> None:
         raise click.UsageError("the password may not be empty")
     set_user(path, name, secret)
     click.echo(f"User {name} set ({path}).")
+
+
+#: What this module adds to the ``faxgw`` group.
+COMMANDS = (intake,)

@@ -50,3 +50,7 @@ def reports(cli_ctx: CliContext, unmatched: bool, poll: bool, limit: int,
         click.echo(f"{when(report.received)}  {job}{how}  {report.kind} "
                    f"{report.outcome.value}{code}: {report.summary}")
         click.echo(f"{'':>20}from {report.sender or '-'}: {report.subject or '-'}")
+
+
+#: What this module adds to the ``faxgw`` group.
+COMMANDS = (reports,)

@@ -8,7 +8,6 @@ import click
 
 from ..app.reports import check_once
 from ..app.service import run_once, serve
-from ..web.server import beside
 from .context import CliContext, pass_cli
 
 
@@ -22,6 +21,9 @@ def run(cli_ctx: CliContext, once: bool, as_json: bool) -> None:
     if not once:
         # The console (when [web] listen is set) is bound now: a wrong address or a port in
         # use stops here, before the worker starts.
+        # The console's imports (Starlette, Jinja2, msal) are for the service only, not
+        # for a cron-style --once run.
+        from ..web.server import beside
         serve(cli_ctx.config, beside=beside(cli_ctx.config))
         return
     summary = run_once(cli_ctx.config)
@@ -34,3 +36,7 @@ def run(cli_ctx: CliContext, once: bool, as_json: bool) -> None:
         click.echo(f"{summary.taken} taken, {summary.sent} sent, {summary.deferred} "
                    f"deferred, {summary.failed} failed, {summary.waiting_for_auth} "
                    "waiting for sign-in")
+
+
+#: What this module adds to the ``faxgw`` group.
+COMMANDS = (run,)

@@ -7,7 +7,9 @@ import json
 import click
 
 from ..app import queries
+from ..app.devices import listener_summary
 from .context import CliContext, pass_cli
+from .store_lines import store_lines
 
 _LABELS = [("Configuration", "config"), ("Spool", "spool"),
            ("Fax service profile", "profile"), ("Fax service address", "service_address"),
@@ -52,6 +54,9 @@ def status(cli_ctx: CliContext, as_json: bool) -> None:
         click.echo(f"{label:>24}: {value}")
     queue_line = ", ".join(f"{state} {count}" for state, count in sheet["queue"].items())
     click.echo(f"{'Queue':>24}: {queue_line}")
+    click.echo("\n".join(store_lines(sheet["store"])))
+    if sheet["smtp_intake"] is not None:
+        click.echo(f"{'SMTP intake':>24}: {listener_summary(sheet['smtp_intake'])}")
     for warning in sheet["warnings"]:
         click.echo(f"Warning: {warning}")
 

@@ -32,3 +32,7 @@ def migrate(cli_ctx: CliContext, as_json: bool) -> None:
         click.echo(f"{where}: schema version {after}, created")
     else:
         click.echo(f"{where}: schema version {after}, upgraded from {before}")
+
+
+#: What this module adds to the ``faxgw`` group.
+COMMANDS = (store,)

@@ -49,3 +49,7 @@ def token(cli_ctx: CliContext, name: str) -> None:
     path = cli_ctx.config.web.api_token_file
     click.echo(credentials.add_api_token(path, name))
     click.echo(f"Only its hash is kept ({path}): copy it now.", err=True)
+
+
+#: What this module adds to the ``faxgw`` group.
+COMMANDS = (web,)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import tempfile
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,10 +25,12 @@ from ..domain import codes
 from ..domain.errors import FaxgwError, InputError, NumberError, SpoolError, StoreError
 from ..domain.jobs import Job, JobState
 from ..fax.policy import mask, parse_and_check
+from .activity import Activity
 from .message import Document, read_letter
 from .replies import Answer, reply
+from .staging import staged
 
-__all__ = ["MAX_RECIPIENTS", "IntakeHandler", "Submit"]
+__all__ = ["MAX_RECIPIENTS", "IntakeHandler", "Mailbox", "MailboxFor", "Submit"]
 
 log = logging.getLogger("faxgw.devices")
 
@@ -45,17 +47,36 @@ class Submit(Protocol):
     pre-flights the job, and raises what ``faxgw submit`` raises."""
 
     def __call__(self, number: str, files: Sequence[Path], *, subject: str = "",
-                 note: str = "", notify: str = "", source: str = "submit") -> Job: ...
+                 note: str = "", sender: str = "", sender_signed_in: bool = False,
+                 notify: str = "", source: str = "submit") -> Job: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """The mailbox a device user's faxes are sent as: ``address`` ("" = the gateway's own),
+    ``signed_in`` when its owner signed it in ("Send as me"), which is the proof that lets it
+    through ``[intake] allowed_senders``."""
+
+    address: str = ""
+    signed_in: bool = False
+
+
+#: The mailbox for an authenticated user name (asked once per message, in a taker thread).
+MailboxFor = Callable[[str], Mailbox]
 
 
 class IntakeHandler:
     """aiosmtpd's handler for the SMTP intake."""
 
-    def __init__(self, config: Config, submit: Submit, executor: Executor) -> None:
+    def __init__(self, config: Config, submit: Submit, executor: Executor,
+                 mailbox_for: MailboxFor | None = None,
+                 activity: Activity | None = None) -> None:
         self.config = config
         self.settings = config.intake.smtp
         self._submit = submit
         self._executor = executor
+        self._mailbox_for = mailbox_for
+        self._activity = activity
         # Messages begun in each connection (MAIL commands), for the per-connection limit.
         self._messages: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
@@ -71,6 +92,11 @@ class IntakeHandler:
                           mail_options: list[str]) -> str:
         """A new message: within the connection's limit, from one plain address (it is
         told how the job ends), and with room for it in the spool."""
+        return self._counted(self._mail(server, session, envelope, address, mail_options),
+                             refused="messages_refused")
+
+    def _mail(self, server: Any, session: Any, envelope: Any, address: str,
+              mail_options: list[str]) -> str:
         count = self._messages.get(session, 0) + 1
         self._messages[session] = count
         limit = self.settings.max_messages_per_connection
@@ -94,6 +120,10 @@ class IntakeHandler:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         """A recipient is ``<number>@domain`` with a number the policy allows."""
+        return self._counted(self._rcpt(envelope, address, rcpt_options),
+                             refused="recipients_refused")
+
+    def _rcpt(self, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         local, at, domain = address.rpartition("@")
         if not at or domain.lower() != self.settings.domain or not local:
             return reply(Answer.FOREIGN_DOMAIN, address=address, domain=self.settings.domain)
@@ -116,21 +146,37 @@ class IntakeHandler:
             parse_and_check(address.rpartition("@")[0], self.config.numbers,
                             self.config.service.region).e164
             for address in envelope.rcpt_tos))
+        # The user name the authenticator kept (never the password), when one signed in.
+        user = session.auth_data if session.authenticated and isinstance(
+            session.auth_data, str) else ""
         loop = asyncio.get_running_loop()
         # Not cancelled with the connection: a job half-way into the spool is finished and
         # registered (the device, not having seen 250, may send it again: at least once).
-        return await loop.run_in_executor(self._executor, self.take, data, numbers,
-                                          envelope.mail_from or "", session.peer)
+        answer = await loop.run_in_executor(self._executor, self.take, data, numbers,
+                                            envelope.mail_from or "", session.peer, user)
+        return self._counted(answer, refused="messages_refused", accepted="messages_accepted")
 
-    def take(self, data: bytes, numbers: list[str], mail_from: str, peer: Any) -> str:
-        """Make the jobs of one message (blocking); the reply line for the client."""
+    def _counted(self, answer: str, *, refused: str, accepted: str = "") -> str:
+        """``answer``, counted for the status sheet (:mod:`~faxgw.devices.activity`)."""
+        if self._activity is not None:
+            if not answer.startswith("2"):
+                self._activity.count(refused)
+            elif accepted:
+                self._activity.count(accepted)
+        return answer
+
+    def take(self, data: bytes, numbers: list[str], mail_from: str, peer: Any,
+             user: str = "") -> str:
+        """Make the jobs of one message (blocking); the reply line for the client. ``user``:
+        the name the client authenticated as ("" for none)."""
         try:
-            return self._take(data, numbers, mail_from, peer)
+            return self._take(data, numbers, mail_from, peer, user)
         except Exception:  # noqa: BLE001 - the client gets a 451, never a traceback
             log.exception("SMTP intake: a message from %s could not be taken", _host(peer))
             return reply(Answer.NOT_TAKEN, code=codes.INTERNAL)
 
-    def _take(self, data: bytes, numbers: list[str], mail_from: str, peer: Any) -> str:
+    def _take(self, data: bytes, numbers: list[str], mail_from: str, peer: Any,
+              user: str) -> str:
         letter = read_letter(data)
         documents = list(letter.documents)
         note = ""
@@ -146,9 +192,12 @@ class IntakeHandler:
         jobs: list[Job] = []
         # The job log says where a fax came from: the device and who sent it.
         source = f"smtp from {_host(peer)}, MAIL FROM <{mail_from}>" + (
-            f", From {letter.author}" if letter.author else "")
+            f", From {letter.author}" if letter.author else "") + (
+            f", user {user}" if user else "")
+        mailbox = self._mailbox_for(user) if user and self._mailbox_for else Mailbox()
         refusal = self._submit_all(jobs, documents, numbers, subject=letter.subject,
-                                   note=note, notify=mail_from, source=source)
+                                   note=note, notify=mail_from, source=source,
+                                   mailbox=mailbox)
         digits = self.config.numbers.mask_digits
         for job in jobs:
             log.info("SMTP intake: %s from %s (From %s, MAIL FROM <%s>) to %s: %s", job.id,
@@ -165,13 +214,16 @@ class IntakeHandler:
         return reply(Answer.ACCEPTED, jobs=", ".join(_said(job) for job in jobs))
 
     def _submit_all(self, jobs: list[Job], documents: Sequence[Document], numbers: list[str],
-                    *, subject: str, note: str, notify: str, source: str) -> str | None:
+                    *, subject: str, note: str, notify: str, source: str,
+                    mailbox: Mailbox) -> str | None:
         """One job per number into ``jobs``; None, or the reply that refuses the message."""
         try:
-            with tempfile.TemporaryDirectory(prefix="faxgw-smtp-") as folder:
-                files = _write(Path(folder), documents)
+            with staged(self.config) as folder:
+                files = _write(folder, documents)
                 for number in numbers:
                     jobs.append(self._submit(number, files, subject=subject, note=note,
+                                             sender=mailbox.address,
+                                             sender_signed_in=mailbox.signed_in,
                                              notify=notify, source=source))
         except (InputError, NumberError) as exc:
             return reply(Answer.REFUSED_INPUT, cause=exc.message, code=exc.code)
@@ -181,7 +233,7 @@ class IntakeHandler:
         except StoreError as exc:
             log.error("SMTP intake: the job store cannot take a message: %s", exc)
             return reply(Answer.STORE_DOWN)
-        except OSError as exc:  # the message's own files (a full temporary folder)
+        except OSError as exc:  # its files waiting to be copied (a full disk)
             log.error("SMTP intake: cannot take a message: %s", exc.strerror or exc)
             return reply(Answer.SPOOL_FULL, cause=exc.strerror or "a file error")
         except FaxgwError as exc:

@@ -20,8 +20,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from ..config import Config, IntakeSmtpConfig, split_listen
 from ..domain.errors import ConfigError
-from .handler import IntakeHandler, Submit
+from .activity import Activity, activity_path
+from .handler import IntakeHandler, MailboxFor, Submit
 from .replies import Answer, reply
+from .staging import sweep
 from .users import check_user
 
 __all__ = ["serve_smtp"]
@@ -70,9 +72,11 @@ class Gate:
 class IntakeSMTP(SMTP):
     """aiosmtpd's protocol with the gate before the greeting."""
 
-    def __init__(self, handler: IntakeHandler, gate: Gate, **settings: Any) -> None:
+    def __init__(self, handler: IntakeHandler, gate: Gate, activity: Activity,
+                 **settings: Any) -> None:
         super().__init__(handler, **settings)
         self._gate = gate
+        self._activity = activity
         self._peer: Any = None
         self._refused = False
 
@@ -83,13 +87,23 @@ class IntakeSMTP(SMTP):
             refusal = self._gate.admit(peer)
             if refusal is not None:
                 self._refused = True
+                self._activity.count("connections_refused")
                 log.warning("SMTP intake: refused %s at connect: %s", peer, refusal)
                 assert isinstance(transport, asyncio.WriteTransport)
                 transport.write(refusal.encode("ascii") + b"\r\n")
                 transport.close()  # after the reply is written
                 return
             self._peer = peer
+            self._activity.count("connections")
         super().connection_made(transport)
+
+    async def push(self, status: Any) -> None:
+        """Write a reply; aiosmtpd's own ``552`` (over ``max_message_bytes``, declared at
+        MAIL or counted in the data) refuses a message the handler never sees: count it."""
+        line = status.encode() if isinstance(status, str) else bytes(status)
+        if line.startswith(b"552"):
+            self._activity.count("messages_refused")
+        await super().push(status)
 
     def connection_lost(self, error: Exception | None) -> None:
         """Count the connection out (aiosmtpd never saw a refused one)."""
@@ -135,20 +149,25 @@ def _authenticator(settings: IntakeSmtpConfig) -> Callable[..., AuthResult]:
             # The name, never the password; a name with control characters is escaped.
             log.warning("SMTP intake: AUTH %s failed for user %r from %s", mechanism, name,
                         session.peer)
-        return AuthResult(success=ok, handled=False)
+        # Only the name is kept in the session (for the sending mailbox), never the password.
+        return AuthResult(success=ok, handled=False, auth_data=name if ok else None)
     return authenticate
 
 
 async def serve_smtp(config: Config, stop: asyncio.Event, submit: Submit, *,
+                     mailbox_for: MailboxFor | None = None,
                      on_listening: Callable[[tuple[str, int]], None] | None = None) -> None:
     """Listen on ``[intake.smtp] listen`` until ``stop`` is set; messages become jobs by
-    ``submit``. ``on_listening`` is told the address bound (a port of 0 is chosen then).
+    ``submit``. ``mailbox_for`` names the mailbox an authenticated user's faxes are sent as
+    (without it, or for a user it gives none, the gateway's own). ``on_listening`` is told
+    the address bound (a port of 0 is chosen then).
 
     At the stop no new connection is taken and the messages being taken are finished."""
     settings = config.intake.smtp
     host, port = split_listen(settings.listen)
     executor = ThreadPoolExecutor(max_workers=_TAKERS, thread_name_prefix="faxgw-smtp")
-    handler = IntakeHandler(config, submit, executor)
+    activity = Activity(activity_path(config), settings.listen)
+    handler = IntakeHandler(config, submit, executor, mailbox_for, activity)
     gate = Gate(settings.networks, settings.max_connections_per_client)
     tls = _tls_context(settings)
     loop = asyncio.get_running_loop()
@@ -156,15 +175,21 @@ async def serve_smtp(config: Config, stop: asyncio.Event, submit: Submit, *,
 
     def protocol() -> IntakeSMTP:
         return IntakeSMTP(
-            handler, gate, data_size_limit=settings.max_message_bytes, hostname=settings.domain,
-            ident="faxgw", tls_context=tls, require_starttls=settings.require_tls,
-            timeout=settings.command_timeout, auth_required=password, auth_require_tls=True,
+            handler, gate, activity, data_size_limit=settings.max_message_bytes,
+            hostname=settings.domain, ident="faxgw", tls_context=tls,
+            require_starttls=settings.require_tls, timeout=settings.command_timeout,
+            auth_required=password, auth_require_tls=True,
             authenticator=_authenticator(settings) if password else None,
             auth_exclude_mechanism=None if password else ["PLAIN", "LOGIN"], loop=loop)
 
+    # What a killed service left half-taken (no 250 was given for it) goes first.
+    await asyncio.to_thread(sweep, config)
     server = await loop.create_server(protocol, host=host or None, port=port)
+    written = asyncio.Event()  # set once the messages under way are answered
+    writer = asyncio.create_task(activity.keep_written(written))
     try:
         bound = server.sockets[0].getsockname()
+        activity.listening_on(f"{bound[0]}:{bound[1]}")
         log.warning("SMTP intake listening on %s:%d for <number>@%s", bound[0], bound[1],
                     settings.domain)
         if on_listening is not None:
@@ -175,3 +200,5 @@ async def serve_smtp(config: Config, stop: asyncio.Event, submit: Submit, *,
         await server.wait_closed()
         # Messages being taken are finished and answered before the service ends.
         await asyncio.to_thread(executor.shutdown, True)
+        written.set()
+        await writer  # the last counts, marked stopped

@@ -4,7 +4,9 @@ Scanners send a short text ("Please find attached the scanned document") and the
 attachment; some put images inline. Every part that is not the message's text is a
 document, in the order of the message, and the renderer judges each by its content, exactly
 as for a dropped file: a part of a type the gateway cannot fax fails its job with a code,
-it is not silently dropped. Only signatures and the HTML twin of the text are left out.
+it is not silently dropped. Only signatures and the HTML twin of the text are left out;
+a message with an HTML body and no plain one has its text read from the HTML
+(:mod:`~faxgw.devices.html_text`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import mimetypes
 import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
+
+from .html_text import html_to_text
 
 __all__ = ["Document", "Letter", "read_letter"]
 
@@ -48,7 +52,8 @@ class Letter:
     subject: str = ""
     #: The ``From`` header, as written (for the log: the device or person that sent it).
     author: str = ""
-    #: The text body (``text/plain``), trimmed; "" when there is none.
+    #: The text body (``text/plain``, else the text an HTML body shows), trimmed; "" when
+    #: there is none.
     text: str = ""
     documents: list[Document] = field(default_factory=list)
 
@@ -63,6 +68,9 @@ def read_letter(data: bytes) -> Letter:
     body = message.get_body(preferencelist=("plain",))
     if body is not None:
         letter.text = _text_of(body)
+    elif (body := message.get_body(preferencelist=("html",))) is not None:
+        # HTML only: the text it shows, read as data (nothing run, nothing fetched).
+        letter.text = _tidy(html_to_text(_content_of(body)))
     for index, part in enumerate(message.walk()):
         if part.is_multipart() or part is body:
             continue
@@ -79,13 +87,21 @@ def read_letter(data: bytes) -> Letter:
     return letter
 
 
-def _text_of(part: Message) -> str:
+def _content_of(part: Message) -> str:
     try:
         content = part.get_content()  # type: ignore[attr-defined]
     except (LookupError, UnicodeError):  # an unknown or lying charset
         raw = part.get_payload(decode=True)
         content = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
-    text = _NOTE_CONTROL.sub(" ", content if isinstance(content, str) else "")
+    return content if isinstance(content, str) else ""
+
+
+def _text_of(part: Message) -> str:
+    return _tidy(_content_of(part))
+
+
+def _tidy(content: str) -> str:
+    text = _NOTE_CONTROL.sub(" ", content)
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     return "\n".join(lines).strip()
 

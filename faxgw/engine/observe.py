@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from ..ports import Accepted, Session, Transport
 
-__all__ = ["DURATION_BUCKETS", "Durations", "DurationsSnapshot", "ObservedTransport",
-           "Observations", "Snapshot"]
+__all__ = ["CLAIM_BUCKETS", "DURATION_BUCKETS", "Durations", "DurationsSnapshot",
+           "ObservedTransport", "Observations", "Snapshot"]
 
 #: Upper bounds (seconds) of the duration buckets: a send takes a fraction of a second to a
 #: few seconds (a large attachment over a slow link: a minute); a render from tens of
@@ -70,6 +70,12 @@ class Durations:
         return DurationsSnapshot(tuple(cumulative), sum(counts), total)
 
 
+#: Upper bounds (seconds) of the claim buckets: a claim is one short transaction, a
+#: millisecond or a few; tens of them mean a crowded table (dead row versions) or a far database.
+CLAIM_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                    1.0, 2.5)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything observed, as it stood at one moment."""
@@ -78,15 +84,19 @@ class Snapshot:
     send: DurationsSnapshot
     #: Open sessions by sending mailbox (lower case); a mailbox seen once stays, at 0.
     sessions: dict[str, int]
+    #: How long claiming due jobs took (one store transaction each).
+    claim: DurationsSnapshot | None = None
 
 
 class Observations:
-    """The sink the engine records into: render and send durations, sessions per mailbox."""
+    """The sink the engine records into: render, send and claim durations, sessions per
+    mailbox."""
 
     def __init__(self, *, bounds: Sequence[float] = DURATION_BUCKETS,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.render = Durations(bounds)
         self.send = Durations(bounds)
+        self.claim = Durations(CLAIM_BUCKETS)
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, int] = {}
@@ -114,7 +124,8 @@ class Observations:
     def snapshot(self) -> Snapshot:
         with self._lock:
             sessions = dict(self._sessions)
-        return Snapshot(self.render.snapshot(), self.send.snapshot(), sessions)
+        return Snapshot(self.render.snapshot(), self.send.snapshot(), sessions,
+                        self.claim.snapshot())
 
 
 class _ObservedSession:

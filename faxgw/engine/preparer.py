@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from ..config import Config
 from ..domain.jobs import Job
@@ -24,13 +26,24 @@ from ..fax.profiles import rules_for
 from ..intake.register import record_rendered
 from ..ports import DocumentStore, JobStore
 from ..render import Rendered
+from ..render.rendered import attachment_path
 from .observe import Observations
 from .renderpool import DocumentsFactory, RenderPool
 
-__all__ = ["MESSAGE_BUFFER_BYTES", "Preparer"]
+__all__ = ["MESSAGE_BUFFER_BYTES", "KeepsRendered", "Preparer"]
 
 #: Messages built ahead and held in memory until sent, at most this many bytes.
 MESSAGE_BUFFER_BYTES = 32 * 1024 * 1024
+
+
+@runtime_checkable
+class KeepsRendered(Protocol):
+    """A document store that keeps a copy of each rendered attachment elsewhere (a database
+    shared by several hosts), so that another host need not render the job again."""
+
+    def keep_rendered(self, job_id: str, attachment: Path) -> None:
+        """Keep ``attachment``, just rendered; never raises."""
+        ...
 
 
 class Preparer:
@@ -79,7 +92,7 @@ class Preparer:
         if message is not None:
             self._messages[job.id] = message
             self._message_bytes += len(message)
-        return record_rendered(self.store, job, rendered)
+        return await self._record(job, rendered)
 
     async def message(self, job: Job) -> bytes:
         """The job's email as bytes: built ahead, or built now off the event loop. The
@@ -89,12 +102,15 @@ class Preparer:
         if message is not None:
             self._message_bytes -= len(message)
             return message
-        from ..render.job import attachment_for  # the rendering libraries, when first needed
-
-        attachment = attachment_for(job, self.documents, self.rules)
+        # Off the event loop: a document store may bring the job's files from elsewhere first
+        # (a job taken in at another host), which must not hold up the other sessions. (Where
+        # the attachment lies needs no rendering library: a run that only sends loads none.)
+        attachment = await asyncio.to_thread(
+            lambda: attachment_path(self.documents.job_dir(job.id), job.id,
+                                    self.rules.attach_as))
         if job.pages is None or not attachment.exists():
             rendered, message = await self._render_and_build(job, build=True)
-            record_rendered(self.store, job, rendered)
+            await self._record(job, rendered)
             assert message is not None
             return message
         if self.render_pool is not None and self.render_pool.running:
@@ -103,6 +119,13 @@ class Preparer:
         # processes running (a cron run sending jobs rendered before) starting one for it
         # would cost more than the build.
         return await asyncio.to_thread(build_message, job, attachment, self.config)
+
+    async def _record(self, job: Job, rendered: Rendered) -> Job:
+        """Record the rendered attachment on the job (it is claimable from now), once the
+        document store has kept its copy, if it keeps one."""
+        if isinstance(self.documents, KeepsRendered):
+            await asyncio.to_thread(self.documents.keep_rendered, job.id, rendered.path)
+        return record_rendered(self.store, job, rendered)
 
     async def _render_and_build(self, job: Job, *, build: bool
                                 ) -> tuple[Rendered, bytes | None]:

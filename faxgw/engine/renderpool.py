@@ -81,9 +81,9 @@ class _Child:
     """One render process and the worker's end of its pipe."""
 
     def __init__(self, config: Config, open_documents: DocumentsFactory) -> None:
-        # The render process's side, with the rendering libraries: loaded when the first
-        # render process starts, not with the worker.
-        from ..render.process import serve
+        # The render process's side: it loads the rendering libraries, the worker does not
+        # (they would cost it some 70 MB it never uses).
+        from ..render.spawn import serve
 
         context = multiprocessing.get_context("spawn")
         # spawn, not fork: the worker has threads (the intake, the loop's executor), and a

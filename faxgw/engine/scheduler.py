@@ -49,6 +49,10 @@ class Service:
         #: The last crashed round's failure and when it was logged.
         self._last_failure: tuple[str, float] | None = None
 
+    def wake(self) -> None:
+        """Start a round now (a job became due: another host's intake, a retry)."""
+        self._wake.set()
+
     def _jobs(self) -> list[dict[str, Any]]:
         # misfire_grace_time=None: a late wake-up still runs; coalesce: several missed ones
         # run once; max_instances=1: never two of the same at once.
@@ -106,7 +110,9 @@ class Service:
                   " ".join(what.split()), exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
 
     async def _purge(self) -> None:
-        self.worker.purge()
+        # Hosts sharing one database purge it one at a time: whoever holds the turn.
+        if self.worker.coordination.take_turn("purge"):
+            self.worker.purge()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; the send under way is finished, never cut in half."""
@@ -138,7 +144,9 @@ class Service:
         if round_task not in done:
             log.warning("stopping: finishing the message under way")
             self.worker.stopping = True
-            await round_task
+            # Waited for, not awaited: a round that fails while stopping is logged below
+            # like any other, never the service's end.
+            await asyncio.wait({round_task})
         stopper.cancel()
         self.rounds += 1
         try:

@@ -6,6 +6,12 @@ for many messages) from the :class:`~faxgw.ports.Transport`, and its messages ar
 sign-in is broken pauses alone (:mod:`faxgw.engine.accounts`). What a failed send means is
 the failure's :class:`~faxgw.domain.disposition.Disposition`, decided by the transport.
 
+With several runners on one queue (hosts sharing PostgreSQL) both limits hold for all of
+them together: a session holds one of its mailbox's slots, and a message its place in the
+mailbox's budget, through the store's :class:`~faxgw.domain.cluster.MailboxLimits`
+(:mod:`faxgw.engine.limits`). Just before a message goes, its job's history says so
+(:data:`~faxgw.domain.cluster.HANDING_OVER`): a claim that ends after that is not sent again.
+
 :class:`MailboxSessions` is the part of the :class:`~faxgw.engine.worker.Worker` that runs
 them; the worker owns the rounds around it.
 """
@@ -18,12 +24,14 @@ from collections import deque
 from collections.abc import Callable
 
 from ..config import Config
+from ..domain.cluster import HANDING_OVER, ONE_HOST, Coordination
 from ..domain.disposition import Disposition
-from ..domain.errors import ConfigError, ConnectError, DeliveryError, JobError
+from ..domain.errors import ConfigError, ConnectError, DeliveryError, JobError, StoreError
 from ..domain.jobs import Job
 from ..domain.reports import envelope_id_for
 from ..ports import Session, Transport
 from .accounts import AccountGate
+from .limits import message_budget, session_in_slot
 from .outcomes import Recorder, RunSummary
 from .pacing import MailboxPacer
 from .preparer import Preparer
@@ -66,6 +74,10 @@ class MailboxSessions:
     #: without one wait in ``_pending`` for the next round.
     _runs: dict[str, MailboxRun]
     _pending: list[Job]
+    #: The mailboxes' limits (and the turns, and the host list) across runners and hosts:
+    #: the store's when it has one (PostgreSQL, set by the composition root); on one host the
+    #: pacers alone decide.
+    coordination: Coordination = ONE_HOST
 
     def _claim(self) -> list[Job]:
         raise NotImplementedError
@@ -170,26 +182,54 @@ class MailboxSessions:
                         session: Session | None, summary: RunSummary) -> Session | None:
         """Send one job; return the session to use for the next (None when it broke)."""
         opened_here = False
-        try:
-            message = await self._prepare(job)
-            if session is None or not session.usable:
-                if session is not None:
-                    await session.close()
-                session = self.transport.session(job.sender)
+
+        async def ready() -> bool:
+            """Make ``session`` one that can take the message now (a parked one, or a new
+            one in a free slot); False when the worker stops first (the job goes back)."""
+            nonlocal session, opened_here
+            if session is not None and session.usable:
+                return True
+            if session is not None:
+                await session.close()
+            session = await self._slot_session(job, run, pacer)
+            if session is None:  # stopping while every slot was held elsewhere
+                run.queue.appendleft(job)
+                return False
+            if not session.usable:  # a new one (a parked one is open already)
                 opened_here = True
                 await session.open()
                 self.gate.resumed(job.sender)
+            return True
+
+        try:
+            message = await self._prepare(job)
+            if not await ready():
+                return None
             await pacer.before_message()
             try:
-                accepted = await session.send(message, sender=job.sender,
-                                              recipients=[job.recipient],
-                                              envelope_id=envelope_id_for(job.id))
+                async with message_budget(self.coordination, run.account,
+                                          pacer.messages_per_minute):
+                    # The session may have given its slot back while the message waited for
+                    # its place (idle, or the database out of reach): another one takes it.
+                    if not await ready():
+                        return None
+                    assert session is not None
+                    # Written before the first byte leaves: should this runner stop now and
+                    # its lease run out, the job is then unconfirmed, never sent twice.
+                    self.recorder.store.add_event(job.id, HANDING_OVER,
+                                                  f"to the mail server ({self.transport.name})")
+                    accepted = await session.send(message, sender=job.sender,
+                                                  recipients=[job.recipient],
+                                                  envelope_id=envelope_id_for(job.id))
             finally:
                 pacer.after_message()
         except JobError as exc:
             self.recorder.input_failed(job, exc, summary)
-        except ConfigError as exc:
+        except (ConfigError, StoreError) as exc:
+            # Not the job's fault: it goes back to the queue, and the round ends.
             run.queue.appendleft(job)
+            if session is not None:
+                await session.close()
             raise exc from None
         except DeliveryError as exc:
             return await self._delivery_error(job, exc, run, pacer, session, opened_here,
@@ -199,6 +239,22 @@ class MailboxSessions:
         else:
             self.recorder.sent(job, accepted.reply, summary)
         return session
+
+    async def _slot_session(self, job: Job, run: MailboxRun,
+                            pacer: MailboxPacer) -> Session | None:
+        """A session for the job's mailbox holding one of its connection slots across
+        runners: a parked one of this worker's, or a new one (waited for); None when the
+        worker is stopping first."""
+        return await session_in_slot(
+            self.coordination, run.account, pacer.connections,
+            new=lambda: self.transport.session(job.sender),
+            parked=lambda: self._parked(run.account), stopping=lambda: self.stopping)
+
+    def _parked(self, account: str) -> Session | None:
+        """One of the mailbox's open sessions that its loops have parked (looked up anew
+        each time: a loop parks its session into whatever list is there then)."""
+        sessions = self._idle.get(account)
+        return sessions.pop() if sessions else None
 
     async def _delivery_error(self, job: Job, exc: DeliveryError, run: MailboxRun,
                         pacer: MailboxPacer, session: Session | None, opened_here: bool,

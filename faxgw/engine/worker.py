@@ -15,9 +15,9 @@ Sending fans out per sending mailbox (:mod:`faxgw.engine.sessions`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -40,6 +40,7 @@ from .preparer import Preparer
 from .renderpool import DocumentsFactory, RenderPool
 from .runners import Liveness, RunnerLock, liveness, runner_id
 from .sessions import MailboxRun, MailboxSessions
+from .taking import take
 
 log = logging.getLogger("faxgw.worker")
 
@@ -120,9 +121,10 @@ class Worker(MailboxSessions):
         being prepared). A job that waited for its account has its age moved forward by the
         wait (:func:`~faxgw.domain.retry.age_from_after_wait`)."""
         now = self.clock()
-        jobs = self.store.claim_due(now, CLAIM_BATCH, owner=self.owner,
-                                    lease_until=now + timedelta(seconds=self.lease_seconds),
-                                    exclude_senders=self.gate.paused_accounts())
+        with self.observations.timed(self.observations.claim):
+            jobs = self.store.claim_due(now, CLAIM_BATCH, owner=self.owner,
+                                        lease_until=now + timedelta(seconds=self.lease_seconds),
+                                        exclude_senders=self.gate.paused_accounts())
         for job in jobs:
             self._claimed.add(job.id)
             if job.paused_since is not None:
@@ -183,10 +185,12 @@ class Worker(MailboxSessions):
         self.reap()
         for intake in self.spool.recover(self.store.unknown):
             if self.store.exists(intake.id):
+                self.spool.registered([intake.id])
                 continue
             log.warning("↻ %s: job folder without a job record: registered again", intake.id)
             try:
                 register(intake, config=self.config, store=self.store, documents=self.spool)
+                self.spool.registered([intake.id])
             except StoreError:
                 # Another runner registered it between our look and our add (its folder is
                 # in jobs/ a moment before its record); only a job still unknown is an error.
@@ -264,55 +268,25 @@ class Worker(MailboxSessions):
 
     async def _take_intake_overlapped(self, summary: RunSummary,
                                       progress: asyncio.Event) -> None:
-        """Take the intake while the sessions send: files are taken in a thread (renames
-        and fsyncs); each batch is registered and rendered (claims pass over its jobs until
-        they are rendered), and ``progress`` is set after each batch and at the end."""
-        loop = asyncio.get_running_loop()
-        taken: asyncio.Queue[Intake | None] = asyncio.Queue()
-        stop = threading.Event()
+        """Take the intake while the sessions send (:func:`~faxgw.engine.taking.take`)."""
+        await take(self.spool.scan_iter, lambda intakes: self._register_batch(intakes, summary),
+                   self.store.get, lambda job: self._render(job, summary), self._unmark,
+                   progress, renderers=self.preparer.concurrency)
 
-        def scan() -> None:
-            try:
-                for intake in self.spool.scan_iter():
-                    loop.call_soon_threadsafe(taken.put_nowait, intake)
-                    if stop.is_set():
-                        return  # the rest is taken next time
-            finally:
-                loop.call_soon_threadsafe(taken.put_nowait, None)
+    def _unmark(self, job_id: str) -> None:
+        """A render that did not happen: the job is rendered when it is sent."""
+        with contextlib.suppress(Exception):
+            if self.store.get(job_id).preparing == self.owner:
+                self.store.update(job_id, preparing=None)
 
-        scanning = asyncio.ensure_future(asyncio.to_thread(scan))
-        batch_size = self.preparer.concurrency  # as many as render at once
-        done = False
-        try:
-            while not done:
-                batch = [await taken.get()]
-                while len(batch) < batch_size and not taken.empty():
-                    batch.append(taken.get_nowait())
-                if batch[-1] is None:
-                    done = True
-                await self._register_and_render(
-                    [intake for intake in batch if intake is not None], summary)
-                progress.set()
-        finally:
-            progress.set()
-            stop.set()
-            if not scanning.done():
-                # Finish the job the thread is taking, and register what it took: a folder
-                # in jobs/ without a record would wait for the next start-up.
-                await asyncio.shield(scanning)
-                rest = [taken.get_nowait() for _ in range(taken.qsize())]
-                await self._register_and_render([i for i in rest if i is not None], summary)
-        await scanning
-
-    async def _register_and_render(self, intakes: list[Intake], summary: RunSummary) -> None:
-        if not intakes:
-            return
-        # Registered as being prepared by this runner: no claim takes them before they are
-        # rendered, while jobs taken before these may be claimed and sent meanwhile.
+    def _register_batch(self, intakes: list[Intake], summary: RunSummary) -> list[Job]:
+        """Register taken job folders; the queued ones, to be rendered. Registered as being
+        prepared by this runner: no claim takes them before they are rendered, while jobs
+        taken before these may be claimed and sent meanwhile."""
         jobs = [job for job in map(self._register, intakes) if job is not None]
+        self.spool.registered(job.id for job in jobs)
         summary.taken += len(jobs)
-        await asyncio.gather(*(self._render(job, summary) for job in jobs
-                               if job.state is JobState.QUEUED))
+        return [job for job in jobs if job.state is JobState.QUEUED]
 
     async def send_due(self, summary: RunSummary, intake: asyncio.Future[None] | None = None,
                        progress: asyncio.Event | None = None) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from ..config import Config
 from ..domain.errors import ConfigError
 from ..ports import CredentialProvider, Inbox
-from .graph import GraphInbox
-from .imap import ImapInbox
 
 
 def open_inbox(config: Config, credentials: CredentialProvider, account: str) -> Inbox | None:
@@ -15,9 +13,13 @@ def open_inbox(config: Config, credentials: CredentialProvider, account: str) ->
     method = config.inbox.method
     if method == "none":
         return None
+    # Each reader is imported when chosen: aioimaplib and httpx cost a start-up that does
+    # not read the mailbox nothing.
     if method == "imap":
+        from .imap import ImapInbox
         return ImapInbox(config.inbox, credentials, account)
     if config.auth.method != "oauth2":
         raise ConfigError(f'[inbox] method = "graph" needs [auth] method = "oauth2" (it is '
                           f'"{config.auth.method}"): Graph takes OAuth2 tokens only')
+    from .graph import GraphInbox
     return GraphInbox(config, credentials, account)

@@ -9,6 +9,7 @@
     <spool>/failed/<id>/           the originals of jobs that failed at intake or rendering
     <spool>/tmp/                   jobs being assembled (renamed into jobs/ when complete)
     <spool>/state/                 the job database, the token cache
+    <spool>/state/unregistered/    a mark per job folder the store may not know yet
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ JOBS = "jobs"
 FAILED = "failed"
 TMP = "tmp"
 STATE = "state"
+UNREGISTERED = "unregistered"
 DATABASE = "faxgw.db"
 JOB_FILE = "job.json"
 DOCS = "docs"
@@ -59,6 +61,13 @@ class SpoolLayout:
     def state(self) -> Path:
         """The database and token cache folder."""
         return self.root / STATE
+
+    @property
+    def unregistered(self) -> Path:
+        """One empty file per job folder committed to ``jobs/`` whose registration in the job
+        store is not known to have happened: what start-up recovery looks at, instead of
+        every job folder ever kept."""
+        return self.state / UNREGISTERED
 
     @property
     def database(self) -> Path:

@@ -11,6 +11,7 @@ never sent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -59,17 +60,39 @@ def recover(spool: Spool, unknown: Callable[[Iterable[str]], set[str]]) -> list[
             assembly.abandon()  # a no-op once finished or undone
     sweep_locks(tmp)
     found = []
-    try:
-        names = os.listdir(spool.layout.jobs)
-    except FileNotFoundError:
-        names = []
-    for name in sorted(unknown(names)):
+    for name in sorted(_unregistered(spool, unknown)):
         folder = spool.layout.jobs / name
         try:
             found.append(Intake.from_file(folder / JOB_FILE))
         except (OSError, ValueError, TypeError):
             log.error("! %s: job folder without a readable %s", folder.name, JOB_FILE)
     return found
+
+
+def _unregistered(spool: Spool, unknown: Callable[[Iterable[str]], set[str]]) -> set[str]:
+    """The job folders the store does not know, found by their marks; the marks of folders
+    it knows are removed. A spool without the marks folder (made by an older faxgw) has
+    every folder looked at, once: the folder is made after that."""
+    jobs, marks = spool.layout.jobs, spool.layout.unregistered
+    try:
+        marked = os.listdir(marks)
+    except FileNotFoundError:
+        marked = None
+    if marked is None:
+        try:
+            names = os.listdir(jobs)
+        except FileNotFoundError:
+            names = []
+        missing = unknown(names)
+        with contextlib.suppress(FileExistsError):
+            spool.access.make_dir(marks)
+        for name in missing:  # marked now, so that a stop before registering keeps them
+            spool.mark_unregistered(name)
+        return missing
+    present = [name for name in marked if os.path.isdir(jobs / name)]
+    missing = unknown(present)
+    spool.registered(name for name in marked if name not in missing)
+    return missing
 
 
 def _recover_one(spool: Spool, assembly: Assembly) -> None:

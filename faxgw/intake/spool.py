@@ -16,6 +16,7 @@ the gateway keeps is private (:mod:`~faxgw.intake.access`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -129,6 +130,7 @@ class Spool:
         try:
             if job_file.read_bytes() != record:
                 write_atomic(job_file, record)
+            self.mark_unregistered(intake.id)
             os.rename(assembly.path, self.layout.job_dir(intake.id))
             fsync_dir(self.layout.jobs)
             fsync_dir(self.layout.tmp)
@@ -318,6 +320,27 @@ class Spool:
         """Delete a finished job's folder (retention purge)."""
         for folder in (self.layout.job_dir(job_id), self.layout.failed / job_id):
             shutil.rmtree(folder, ignore_errors=True)
+        self.registered([job_id])
+
+    def mark_unregistered(self, job_id: str) -> None:
+        """Leave a mark for the job folder about to enter ``jobs/``, durably before it does:
+        a stop before the job store has the job leaves the mark, and the next start finds
+        the folder by it (:func:`~faxgw.intake.recovery.recover`)."""
+        folder = self.layout.unregistered
+        try:
+            os.close(os.open(folder / job_id,
+                             os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, self.access.file_mode))
+        except FileNotFoundError:
+            return  # recovery has not run in this spool yet: it reads every folder once
+        fsync_dir(folder)
+
+    def registered(self, job_ids: Iterable[str]) -> None:
+        """The job store has these jobs: their marks go (no fsync: a mark that comes back
+        after a crash costs one lookup at the next start)."""
+        folder = self.layout.unregistered
+        for job_id in job_ids:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / job_id)
 
     def recover(self, unknown: Callable[[Iterable[str]], set[str]] | None = None
                 ) -> list[Intake]:
@@ -325,7 +348,9 @@ class Spool:
         ``tmp/`` (a folder whose process lives is left alone).
 
         Returns the job folders in ``jobs/`` whose ids ``unknown`` names (the ones the
-        store does not know; every folder when None), so that the caller can register them.
+        store does not know; every folder when None), so that the caller can register them
+        and then call :meth:`registered`. Only the folders marked unregistered are asked
+        about (every folder once, in a spool that has no marks folder yet).
         """
         return recover(self, unknown or set)
 

@@ -13,7 +13,8 @@ to decode), never a library's own exception.
 
 Modules: ``source`` (reading a document, bounded), ``detect`` (type by content), ``pdf`` (the
 job: parts, boundary, atomic write), ``pdfinput`` (PDF pages onto the paper; pdfium for what
-pypdf cannot read), ``images`` (img2pdf), ``text`` (fpdf2), ``tiff`` (fax TIFF), ``cover``
+pypdf cannot read), ``images`` (img2pdf), ``text`` (fpdf2), ``tiff`` (fax TIFF: ``raster``
+makes its pages, ``libtiff`` writes them, ``tiff_ifd`` reads them back), ``cover``
 (the cover page), ``attachment`` (what a service gets), ``preflight`` (the service's and the
 mail server's limits), ``job`` (a job's attachment, start to end), ``process`` (the render
 process's side of :mod:`faxgw.engine.renderpool`).

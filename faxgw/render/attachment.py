@@ -20,17 +20,13 @@ from ..fax.profiles import ServiceRules
 from ..fsutil import write_atomic
 from .cover import CoverInfo, load_template, render_cover
 from .pdf import Rendered, render_pdf
+from .rendered import attachment_paths
 from .source import DEFAULT_MAX_INPUT_BYTES
 from .tiff import pdf_to_tiff
 
 __all__ = ["CoverInfo", "attachment_paths", "build_attachment"]
 
 log = logging.getLogger("faxgw.render")
-
-
-def attachment_paths(job_dir: Path, job_id: str) -> tuple[Path, Path]:
-    """Where :func:`build_attachment` writes the PDF and the TIFF of job ``job_id``."""
-    return job_dir / f"fax-{job_id}.pdf", job_dir / f"fax-{job_id}.tif"
 
 
 def build_attachment(

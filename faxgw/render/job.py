@@ -19,15 +19,15 @@ from ..fax.message import build_message
 from ..fax.profiles import ServiceRules, rules_for
 from ..ports import DocumentStore
 from . import preflight
-from .attachment import CoverInfo, attachment_paths, build_attachment
+from .attachment import CoverInfo, build_attachment
 from .pdf import Rendered
+from .rendered import attachment_path
 from .source import DEFAULT_MAX_INPUT_BYTES
 
 
 def attachment_for(job: Job, documents: DocumentStore, rules: ServiceRules) -> Path:
     """Where the job's attachment is (PDF, or TIFF for services that take TIFF)."""
-    pdf, tiff = attachment_paths(documents.job_dir(job.id), job.id)
-    return tiff if rules.attach_as == "tiff" else pdf
+    return attachment_path(documents.job_dir(job.id), job.id, rules.attach_as)
 
 
 def cover_for(job: Job, rules: ServiceRules, date: datetime) -> CoverInfo | None:

@@ -1,6 +1,7 @@
 """PDF documents onto the configured paper, with pypdf.
 
-Pages already of the paper's size (within :data:`SIZE_TOLERANCE`) are kept as they are. Other
+Pages already of the paper's size (within :data:`SIZE_TOLERANCE`) are kept as they are, and a
+PDF whose pages all are, with nothing but pages in it, is attached as it came. Other
 pages are scaled to fit, centred, onto a new page of paper size: the visible area (crop box,
 turned by ``/Rotate`` as a viewer shows it) is moved to the origin, turned upright, scaled and
 centred, so the new page needs no ``/Rotate`` of its own.
@@ -25,7 +26,7 @@ import threading
 
 from pypdf import PageObject, PasswordType, PdfReader, PdfWriter, Transformation
 from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
-from pypdf.generic import DictionaryObject
+from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject
 
 from ..domain.codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE
 from ..domain.errors import DocumentError
@@ -140,14 +141,21 @@ def _onto_paper(data: bytes, name: str, page_size: tuple[float, float]) -> bytes
             code=DOCUMENT_UNREADABLE,
             filename=name,
         )
-    writer = PdfWriter()
-    width, height = page_size
+    transformations = []
     for number, page in enumerate(pages, start=1):
         contents = page.get_contents()
         if contents is not None:
             # Decode the content now, so that a broken stream fails this document here.
             contents.get_data()
-        transformation = fit_transformation(page, page_size, name=name, number=number)
+        transformations.append(fit_transformation(page, page_size, name=name, number=number))
+    if _passes_through(data, reader, transformations):
+        # Already what would be sent, and read whole above: attached as it came, since
+        # writing it anew costs as much as reading it and changes nothing on the page.
+        log.debug("%s: already on the paper, attached as read", name)
+        return data
+    writer = PdfWriter()
+    width, height = page_size
+    for page, transformation in zip(pages, transformations, strict=True):
         if transformation is None:
             writer.add_page(page)
         else:
@@ -156,6 +164,52 @@ def _onto_paper(data: bytes, name: str, page_size: tuple[float, float]) -> bytes
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
+
+
+#: What in a document catalog keeps a PDF from being attached as read: forms, scripts and
+#: embedded files are not part of a fax, and are left behind when the pages are copied.
+#: (An ``/OpenAction`` that is only a page to open at, as many tools write, is harmless.)
+_NOT_PASSED_THROUGH = ("/AcroForm", "/Names", "/AA", "/JavaScript", "/Collection", "/Perms")
+
+
+def _passes_through(data: bytes, reader: PdfReader,
+                    transformations: list[Transformation | None]) -> bool:
+    """Whether the PDF may be attached byte for byte: every page already on the paper, no
+    encryption (an owner password is removed by writing it anew), nothing but pages, and
+    nothing before its header (which lenient readers skip and a fax service may not)."""
+    if not data.startswith(b"%PDF-") or reader.is_encrypted:
+        return False
+    if any(t is not None for t in transformations):
+        return False
+    catalog = reader.trailer["/Root"].get_object()
+    if not isinstance(catalog, DictionaryObject):
+        return False
+    opens = catalog.get("/OpenAction")
+    if opens is not None and not isinstance(opens.get_object(), ArrayObject):
+        return False  # an action (a script, a launch), not a destination
+    if any(key in catalog for key in _NOT_PASSED_THROUGH):
+        return False
+    return _sound(data)
+
+
+def _sound(data: bytes) -> bool:
+    """Whether every object the cross-reference table lists reads without repair: the
+    lenient reader reads around damage (a lost ``endstream``, a table that lists objects
+    that are not there), which a fax service's reader may not, so such a file is written
+    anew (or given to pdfium) rather than passed on."""
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=True)
+        for generation, numbers in reader.xref.items():
+            for number in numbers:
+                if reader.get_object(IndirectObject(number, generation, reader)) is None:
+                    return False
+        for number in reader.xref_objStm:
+            if reader.get_object(IndirectObject(number, 0, reader)) is None:
+                return False
+    except Exception as exc:  # noqa: BLE001 - any doubt: the file is written anew instead
+        log.debug("not passed through as read: %s: %s", type(exc).__name__, exc)
+        return False
+    return True
 
 
 def _declared_page_count(reader: PdfReader) -> int | None:

@@ -18,7 +18,7 @@ import math
 from ..domain import codes
 from ..domain.errors import JobError
 from ..fax.profiles import ServiceRules, format_bytes
-from .pdf import Rendered
+from .rendered import Rendered
 
 #: Base64 line length in MIME (RFC 2045 6.8); each line ends in CRLF.
 BASE64_LINE = 76

@@ -22,3 +22,14 @@ class Rendered:
     pages: int
     #: Size of the file in bytes.
     bytes: int
+
+
+def attachment_paths(job_dir: Path, job_id: str) -> tuple[Path, Path]:
+    """Where a job's attachment is written: the PDF and the TIFF of job ``job_id``."""
+    return job_dir / f"fax-{job_id}.pdf", job_dir / f"fax-{job_id}.tif"
+
+
+def attachment_path(job_dir: Path, job_id: str, attach_as: str) -> Path:
+    """The job's attachment as sent: the PDF, or the TIFF for services that take TIFF."""
+    pdf, tiff = attachment_paths(job_dir, job_id)
+    return tiff if attach_as == "tiff" else pdf

@@ -64,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="accept XOAUTH2 for any user presenting this bearer token",
     )
     parser.add_argument("--reply-delay", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--no-pipelining", action="store_true",
+                        help="do not advertise PIPELINING (RFC 2920)")
     parser.add_argument("--ca-out", type=Path, help="also copy the CA certificate (PEM) here")
     args = parser.parse_args(argv)
 
@@ -72,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         users=dict(args.user) or None,
         token_validator=_accept_token(args.token) if args.token is not None else None,
         reply_delay=args.reply_delay,
+        pipelining=not args.no_pipelining,
         maildir=args.maildir,
         port=args.port,
     )

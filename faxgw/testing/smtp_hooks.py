@@ -58,6 +58,8 @@ class Handler:
         lines = [line for line in responses if line.rstrip() != "250-AUTH"]
         if cast("ExchangeLikeSMTP", server).offers_dsn:
             lines.insert(len(lines) - 1, "250-DSN")
+        if cast("ExchangeLikeSMTP", server).offers_pipelining:
+            lines.insert(len(lines) - 1, "250-PIPELINING")
         return lines
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:

@@ -108,6 +108,9 @@ class Ledger:
         self.messages: list[Received] = []
         self.dropped_messages: list[Received] = []
         self.commands: list[tuple[int, str]] = []
+        self._flight_of_command: list[int] = []  # parallel to commands
+        self._flights = 0
+        self._current_flight: dict[int, int] = {}  # session id -> its latest flight
         self.replies: list[tuple[int, str]] = []
         self.errors: list[BaseException] = []
         self.max_concurrent_sessions = 0
@@ -208,12 +211,31 @@ class Ledger:
 
     # -- transcript ------------------------------------------------------------------------
 
-    def note_command(self, session_id: int, command: str, *, auth_in_clear: bool) -> None:
-        """Record a (sanitised) command line; flag AUTH sent without TLS."""
+    def note_command(self, session_id: int, command: str, *, auth_in_clear: bool,
+                     new_flight: bool = True) -> None:
+        """Record a (sanitised) command line; flag AUTH sent without TLS.
+
+        ``new_flight``: the server had read everything before this line arrived, so it came
+        in a new write of the client; otherwise it came with the command before it.
+        """
         with self._lock:
+            if new_flight or session_id not in self._current_flight:
+                self._flights += 1
+                self._current_flight[session_id] = self._flights
             self.commands.append((session_id, command))
+            self._flight_of_command.append(self._current_flight[session_id])
             if auth_in_clear:
                 self.credentials_seen_in_clear = True
+
+    def flights(self) -> list[tuple[int, tuple[str, ...]]]:
+        """``(session_id, command lines)`` per client write, in order: a pipelining client's
+        ``MAIL``, ``RCPT`` and ``DATA`` are one flight, a waiting client's three."""
+        grouped: dict[int, tuple[int, list[str]]] = {}
+        with self._lock:
+            for (session_id, command), flight in zip(self.commands, self._flight_of_command,
+                                                     strict=True):
+                grouped.setdefault(flight, (session_id, []))[1].append(command)
+        return [(session_id, tuple(commands)) for session_id, commands in grouped.values()]
 
     def note_reply(self, session_id: int, reply: str) -> None:
         """Record a complete reply (lines of a multi-line reply joined with ``\\n``)."""

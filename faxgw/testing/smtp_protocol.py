@@ -15,7 +15,9 @@ loop. What it changes in aiosmtpd 1.4 and why:
   before any hook runs (``530 Must issue a STARTTLS command first``): a test must be able to
   prove that a client never sent AUTH in clear. AUTH payloads are never recorded.
 * **Reply delay and faults** (:mod:`faxgw.testing.smtp_faults`) in :meth:`push` and in the
-  command methods.
+  command methods. The delay counts from when the command arrived
+  (:mod:`faxgw.testing.smtp_flights`), so pipelined commands (RFC 2920, advertised unless
+  ``pipelining`` is off) share one delay, and the transcript knows which came together.
 
 The transcript relies on two aiosmtpd 1.4 internals, checked by the test suite: the command
 loop reads lines with ``StreamReader.readuntil()`` (default separator ``b"\\n"``) while DATA
@@ -31,6 +33,7 @@ import asyncio
 import collections
 import functools
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import AnyStr, Literal, cast
@@ -47,6 +50,7 @@ from faxgw.testing.smtp_auth import (
     parse_xoauth2,
 )
 from faxgw.testing.smtp_faults import Fault, FaultPlan
+from faxgw.testing.smtp_flights import Arrivals
 from faxgw.testing.smtp_hooks import SERVER_ERROR_REPLY as SERVER_ERROR_REPLY
 from faxgw.testing.smtp_hooks import Handler, QuietSession
 from faxgw.testing.smtp_ledger import RATE_REPLY, Ledger, Received
@@ -80,6 +84,7 @@ class ProtocolSettings:
     dsn: bool
     faults: FaultPlan
     ledger: Ledger
+    pipelining: bool = True
     live: set[ExchangeLikeSMTP] = field(default_factory=set)
     """Connections open right now; touched only on the event-loop thread."""
 
@@ -133,6 +138,8 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
         self._session_closed = False
         self._mail_dsn: tuple[str, ...] = ()
         self._rcpt_dsn: list[tuple[str, ...]] = []
+        self._arrivals = Arrivals()
+        self._replied_at = 0.0  # when the last reply was written (time.monotonic)
 
         excluded = []
         if not settings.users:
@@ -178,9 +185,15 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
         if self.session_id == 0:
             self.session_id = self._ledger.open_session()
             self._settings.live.add(self)
+            self._arrivals = Arrivals()
         else:
             self._tls_active = True
+            self._arrivals.reset()
         super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._arrivals.received(len(data))
+        super().data_received(data)
 
     def connection_lost(self, error: Exception | None) -> None:
         super().connection_lost(error)
@@ -213,7 +226,7 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         super()._cb_client_connected(reader, writer)
-        read_until = reader.readuntil
+        read_until, read = reader.readuntil, reader.read
 
         async def recording_readuntil(separator: bytes = b"\n") -> bytes:
             command_line = separator == b"\n" and not self._in_auth_exchange
@@ -223,19 +236,30 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
                 if command_line:
                     self._overlong_line = True
                 raise
+            self._arrivals.consumed(len(line))
             if command_line:
-                self._note_command(line)
+                # Sent after our last reply: the client waited for it. Sent before: the
+                # client wrote it together with the command before it (pipelining).
+                self._note_command(line,
+                                   new_flight=self._arrivals.sent_after(self._replied_at))
             return line
+
+        async def counting_read(n: int = -1) -> bytes:
+            data = await read(n)  # aiosmtpd skips the rest of an overlong line with read()
+            self._arrivals.consumed(len(data))
+            return data
 
         # aiosmtpd refuses some commands before any overridable method runs; watching the
         # reader is the one place that sees every command line.
         reader.readuntil = recording_readuntil  # type: ignore[method-assign,assignment]
+        reader.read = counting_read  # type: ignore[method-assign]
 
-    def _note_command(self, line: bytes) -> None:
+    def _note_command(self, line: bytes, *, new_flight: bool) -> None:
         if self._overlong_line:  # the tail of a line aiosmtpd refused as too long
             self._overlong_line = False
             self._ledger.note_command(
-                self.session_id, "(command line too long)", auth_in_clear=False
+                self.session_id, "(command line too long)", auth_in_clear=False,
+                new_flight=new_flight,
             )
             return
         text = line.rstrip(b"\r\n").decode("ascii", "backslashreplace")
@@ -248,7 +272,8 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
         elif verb:
             text = f"{verb} {rest}" if rest else verb
         self._ledger.note_command(
-            self.session_id, text, auth_in_clear=verb == "AUTH" and not self._tls_active
+            self.session_id, text, auth_in_clear=verb == "AUTH" and not self._tls_active,
+            new_flight=new_flight,
         )
 
     async def push(self, status: AnyStr) -> None:
@@ -261,21 +286,30 @@ class ExchangeLikeSMTP(ExchangeAuthSMTP):
                 return
         text = status.decode("ascii", "backslashreplace") if isinstance(status, bytes) else status
         if not self._pending_reply_lines and self._settings.reply_delay > 0:
-            # Once per reply, before its first line: a distant server answers late, and
-            # asyncio.sleep keeps the other connections served meanwhile.
-            await asyncio.sleep(self._settings.reply_delay)
+            # Once per reply, before its first line: a distant server's reply comes this
+            # late after the command arrived, and asyncio.sleep keeps the other connections
+            # served meanwhile. Commands that arrived together are not delayed one by one.
+            late = self._arrivals.last_arrival + self._settings.reply_delay - time.monotonic()
+            if late > 0:
+                await asyncio.sleep(late)
             if self._silenced:
                 return
         self._pending_reply_lines.append(text)
         if text[3:4] != "-":  # the last line of a (multi-line) reply
             self._ledger.note_reply(self.session_id, "\n".join(self._pending_reply_lines))
             self._pending_reply_lines = []
+            self._replied_at = time.monotonic()
         await super().push(status)
 
     @property
     def offers_dsn(self) -> bool:
         """Whether EHLO advertises DSN (RFC 3461)."""
         return self._settings.dsn
+
+    @property
+    def offers_pipelining(self) -> bool:
+        """Whether EHLO advertises PIPELINING (RFC 2920)."""
+        return self._settings.pipelining
 
     # -- faults ----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ A tiny command line serves humans and the demo::
 
 Modules: :mod:`~faxgw.testing.smtp_protocol` (one connection), :mod:`~faxgw.testing.smtp_ledger`
 (records and limits), :mod:`~faxgw.testing.smtp_faults` (the fault plan),
+:mod:`~faxgw.testing.smtp_flights` (when commands arrived, which came in one write),
 :mod:`~faxgw.testing.smtp_cli` (the command line).
 """
 
@@ -85,8 +86,9 @@ class FaxSMTPServer:
             ``None``: XOAUTH2 not offered.
         auth_required: if any authentication is configured, MAIL/RCPT/DATA before AUTH
             get ``530 5.7.57 Client not authenticated to send mail``.
-        reply_delay: seconds to wait before every reply (the greeting included), to model
-            a distant server; other connections are served meanwhile.
+        reply_delay: seconds between a command's arrival and its reply (the greeting
+            included: from the connection), to model a distant server; other connections are
+            served meanwhile. Commands pipelined together wait once, not once each.
         max_connections_per_user: concurrent authenticated sessions allowed per user (3 at
             Exchange Online); the next one's AUTH gets ``432 4.3.2 Concurrent connections
             limit exceeded...`` and counts in :attr:`refused_connections`.
@@ -100,6 +102,9 @@ class FaxSMTPServer:
         data_size_limit: the advertised ``SIZE``; bigger messages get ``552``.
         dsn: advertise ``DSN`` (RFC 3461) and accept its parameters (``ENVID``, ``RET`` on
             MAIL; ``NOTIFY``, ``ORCPT`` on RCPT), recorded with each message received.
+        pipelining: advertise ``PIPELINING`` (RFC 2920), as Exchange Online does. aiosmtpd
+            reads commands one line at a time from a buffered stream, so it takes pipelined
+            commands as they come; :attr:`flights` shows which commands arrived together.
     """
 
     host: str = "127.0.0.1"
@@ -120,6 +125,7 @@ class FaxSMTPServer:
         clock: Callable[[], float] = time.monotonic,
         data_size_limit: int = EXCHANGE_MESSAGE_SIZE_LIMIT,
         dsn: bool = False,
+        pipelining: bool = True,
     ) -> None:
         if tls not in ("starttls", "tls", "none"):
             raise ValueError(f"tls must be 'starttls', 'tls' or 'none', not {tls!r}")
@@ -140,6 +146,7 @@ class FaxSMTPServer:
         self.hostname = hostname
         self.data_size_limit = data_size_limit
         self.dsn = dsn
+        self.pipelining = pipelining
         self.faults = FaultPlan()
 
         self._ledger = Ledger(
@@ -185,6 +192,12 @@ class FaxSMTPServer:
         if self._ca_file is None:
             raise RuntimeError("the server is not running: call start() first")
         return self._ca_file
+
+    @property
+    def flights(self) -> list[tuple[int, tuple[str, ...]]]:
+        """``(session_id, command lines)`` per write of the client, in order of arrival: a
+        client that pipelines sends ``MAIL``, ``RCPT`` and ``DATA`` in one flight."""
+        return self._ledger.flights()
 
     @property
     def max_concurrent_sessions(self) -> int:
@@ -303,6 +316,7 @@ class FaxSMTPServer:
             reply_delay=self.reply_delay,
             data_size_limit=self.data_size_limit,
             dsn=self.dsn,
+            pipelining=self.pipelining,
             faults=self.faults,
             ledger=self._ledger,
         )

@@ -166,13 +166,17 @@ def worker_families(snapshot: Snapshot) -> list[Any]:
                                  "service, per sending mailbox", labels=["mailbox"])
     for mailbox, count in sorted(snapshot.sessions.items()):
         sessions.add_metric([mailbox], count)
-    return [
+    families = [
         _histogram("faxgw_render_duration_seconds", "Time to render a job's attachment "
                    "(and build its email), in seconds", snapshot.render),
         _histogram("faxgw_send_duration_seconds", "Time the mail service took to take one "
                    "fax email (successful or not), in seconds", snapshot.send),
         sessions,
     ]
+    if snapshot.claim is not None:
+        families.append(_histogram("faxgw_claim_duration_seconds", "Time to claim due jobs "
+                                   "(one job store transaction), in seconds", snapshot.claim))
+    return families
 
 
 class GatewayCollector(Collector):
@@ -223,6 +227,11 @@ class GatewayCollector(Collector):
             for (state_name, code), count in sorted(figures.finished_by_code.items()):
                 finished.add_metric([state_name, str(code)], count)
             oldest.add_metric([], figures.oldest_waiting_seconds)
+        if figures is not None and figures.jobs_dead_tuples is not None:
+            dead = GaugeMetricFamily("faxgw_store_jobs_dead_tuples", "Dead row versions in the "
+                                     "PostgreSQL jobs table (vacuum not keeping up: slower claims)")
+            dead.add_metric([], figures.jobs_dead_tuples)
+            yield dead
         sessions = GaugeMetricFamily("faxgw_web_sessions", "Console log-in sessions open")
         sessions.add_metric([], self._sessions())
         yield from (jobs, up, finished, oldest, sessions)

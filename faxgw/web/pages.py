@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..app import console, control, queries, signin
+from ..app.devices import listener_rows
 from ..domain import codes
 from ..domain.errors import ConfigError, FaxgwError, JobNotFoundError
 from ..domain.jobs import JobState
@@ -93,7 +94,9 @@ async def server(request: Request, session: Session) -> Response:
                 warnings=sheet["warnings"], problem=problem,
                 oauth2=config.auth.method == "oauth2",
                 certificate_warning="" if sheet["certificate_validation"]
-                else CERTIFICATE_WARNING)
+                else CERTIFICATE_WARNING,
+                smtp_intake=listener_rows(sheet["smtp_intake"]) if sheet["smtp_intake"]
+                else [])
 
 
 @admin_only

@@ -46,6 +46,26 @@ def connect(conninfo: str, *, password: str | None = None,
 
     ``ca_file`` makes the server prove who it is: ``sslmode=verify-full`` against that CA.
     """
+    try:
+        return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row,
+                               **_parameters(password, ca_file))
+    except psycopg.Error as exc:
+        raise StoreError(f"job store {describe(conninfo)}: cannot connect: "
+                         f"{scrub(error_text(exc), password)}") from None
+
+
+async def connect_async(conninfo: str, *, password: str | None = None,
+                        ca_file: Path | None = None) -> psycopg.AsyncConnection[Any]:
+    """As :func:`connect`, for the event loop (the host's ``LISTEN`` connection)."""
+    try:
+        return await psycopg.AsyncConnection.connect(conninfo, autocommit=True,
+                                                     **_parameters(password, ca_file))
+    except psycopg.Error as exc:
+        raise StoreError(f"job store {describe(conninfo)}: cannot connect: "
+                         f"{scrub(error_text(exc), password)}") from None
+
+
+def _parameters(password: str | None, ca_file: Path | None) -> dict[str, Any]:
     extra: dict[str, Any] = {
         "connect_timeout": CONNECT_TIMEOUT, "application_name": "faxgw",
         # A connection a firewall dropped silently while idle is noticed within two minutes
@@ -57,11 +77,7 @@ def connect(conninfo: str, *, password: str | None = None,
         extra["password"] = password
     if ca_file is not None:
         extra.update(sslmode="verify-full", sslrootcert=str(ca_file))
-    try:
-        return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row, **extra)
-    except psycopg.Error as exc:
-        raise StoreError(f"job store {describe(conninfo)}: cannot connect: "
-                         f"{scrub(error_text(exc), password)}") from None
+    return extra
 
 
 def error_text(exc: psycopg.Error) -> str:

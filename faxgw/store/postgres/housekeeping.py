@@ -8,27 +8,27 @@ transactions).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
 
-import psycopg
-
+from ...domain import codes
+from ...domain.cluster import HANDING_OVER, REQUEUED_DETAIL, UNCONFIRMED_DETAIL
 from ...domain.jobs import FINISHED_STATES, Job, JobState
 from ...ports import JobStore
+from .connection import Connection, StoreConnection
 from .rows import EVENT_INSERT, LOCK_IN_ORDER, Row, job_from
 
-_RECOVERED = ("the runner sending this job stopped; queued again (possibly delivered: if the "
-              "server had already accepted it, the fax may arrive twice)")
 _SENDING, _QUEUED = JobState.SENDING.value, JobState.QUEUED.value
+_UNCONFIRMED = JobState.UNCONFIRMED.value
+#: Whether job ``j`` was being handed over in its present claim: a mark after its last claim.
+_HANDED_OVER = ("EXISTS (SELECT 1 FROM history h WHERE h.job_id = j.id AND h.event = %s"
+                " AND h.seq > (SELECT max(s.seq) FROM history s WHERE s.job_id = j.id"
+                " AND s.event = 'sending'))")
 
 
-class PostgresHousekeeping(JobStore):
+class PostgresHousekeeping(StoreConnection, JobStore):
     """Claims and marks of runners that are gone, notifications due, the purge."""
 
     _clock: Callable[[], datetime]
-    _write: Callable[[], AbstractContextManager[psycopg.Connection[dict[str, Any]]]]
-    _rows: Callable[[str, Iterable[object]], list[Row]]
 
     def claim_owners(self) -> set[str]:
         """The runners holding a claim or a ``preparing`` mark."""
@@ -40,8 +40,10 @@ class PostgresHousekeeping(JobStore):
 
     def recover_sending(self, *, owners: Iterable[str] | None = None,
                         lease_ended_by: datetime | None = None) -> list[str]:
-        """Return jobs left in ``sending`` to ``queued``, saying so in their history."""
-        query, args = "SELECT id FROM jobs WHERE state = %s", list[object]([_SENDING])
+        """Return jobs left in ``sending`` to ``queued``, saying so in their history; those
+        whose lease ended while their message was being handed over become ``unconfirmed``."""
+        query, args = ("SELECT id, " + _HANDED_OVER + " AS handed FROM jobs j WHERE state = %s",
+                       list[object]([HANDING_OVER, _SENDING]))
         if owners is not None:
             wanted = list(owners)
             if not wanted:
@@ -51,20 +53,33 @@ class PostgresHousekeeping(JobStore):
         if lease_ended_by is not None:
             query += " AND (lease_until IS NULL OR lease_until <= %s)"
             args.append(lease_ended_by)
-        with self._write() as db:
+
+        def work(db: Connection) -> list[Row]:
             # Locked first: a runner recording an outcome now finishes it, and a job it
             # moved out of sending meanwhile is then no longer taken.
-            ids = [row["id"] for row in db.execute(
-                f"{query} {LOCK_IN_ORDER}", args).fetchall()]
-            if not ids:
-                return []
+            rows = db.execute(f"{query} {LOCK_IN_ORDER}", args).fetchall()
+            if not rows:
+                return rows
             stamp = self._clock()
+            # Only a lease that ran out is judged by the mark: a runner known to be gone (its
+            # lock on this host is free) is recovered as one host always has (at least once).
+            handed = {row["id"] for row in rows if row["handed"] and lease_ended_by is not None}
+            requeued = [row["id"] for row in rows if row["id"] not in handed]
             db.execute("UPDATE jobs SET state = %s, updated = %s, owner = NULL,"
-                       " lease_until = NULL WHERE id = ANY(%s::text[])", (_QUEUED, stamp, ids))
+                       " lease_until = NULL WHERE id = ANY(%s::text[])",
+                       (_QUEUED, stamp, requeued))
+            db.execute("UPDATE jobs SET state = %s, code = %s, updated = %s, owner = NULL,"
+                       " lease_until = NULL WHERE id = ANY(%s::text[])",
+                       (_UNCONFIRMED, codes.UNCONFIRMED, stamp, sorted(handed)))
             with db.cursor() as cursor:
                 cursor.executemany(EVENT_INSERT, [
-                    (job_id, stamp, "recovered", _QUEUED, None, _RECOVERED) for job_id in ids])
-        return ids
+                    (job_id, stamp, "recovered", _QUEUED, None, REQUEUED_DETAIL)
+                    for job_id in requeued] + [
+                    (job_id, stamp, "recovered", _UNCONFIRMED, codes.UNCONFIRMED,
+                     UNCONFIRMED_DETAIL) for job_id in sorted(handed)])
+            return rows
+
+        return [row["id"] for row in self._transact(work)]
 
     def recover_preparing(self, *, owners: Iterable[str] | None = None) -> list[str]:
         """Clear the ``preparing`` marks of ``owners`` (every mark when None)."""
@@ -75,9 +90,9 @@ class PostgresHousekeeping(JobStore):
                 return []
             query += " AND preparing = ANY(%s::text[])"
             args.append(wanted)
-        with self._write() as db:
-            rows = db.execute(f"UPDATE jobs SET preparing = NULL WHERE id IN ({query}"
-                              f" {LOCK_IN_ORDER}) RETURNING id", args).fetchall()
+        rows = self._transact(lambda db: db.execute(
+            f"UPDATE jobs SET preparing = NULL WHERE id IN ({query} {LOCK_IN_ORDER})"
+            " RETURNING id", args).fetchall())
         return [row["id"] for row in rows]
 
     def sent_before(self, before: datetime, *, limit: int = 500) -> list[Job]:
@@ -102,7 +117,8 @@ class PostgresHousekeeping(JobStore):
         """Delete finished jobs last changed before ``before``, with their history and
         reports (unmatched reports received before ``before`` too)."""
         finished = sorted(state.value for state in FINISHED_STATES)
-        with self._write() as db:
+
+        def work(db: Connection) -> list[str]:
             # SKIP LOCKED: a job someone is changing now (a retry) is left to the next purge,
             # and purges on two hosts at once share the work instead of waiting for each other.
             ids = [row["id"] for row in db.execute(
@@ -115,4 +131,6 @@ class PostgresHousekeeping(JobStore):
             db.execute("DELETE FROM reports WHERE seq IN (SELECT seq FROM reports"
                        " WHERE job_id IS NULL AND received < %s FOR UPDATE SKIP LOCKED)",
                        (before,))
-        return ids
+            return ids
+
+        return self._transact(work)

@@ -8,33 +8,27 @@ is recorded once by its key, whichever host reads it first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
-
-import psycopg
 
 from ...domain.reports import Report
 from ...ports import ReportStore
-from .rows import REPORT_COLUMNS, Row, report_from, report_values
+from .connection import StoreConnection
+from .rows import REPORT_COLUMNS, report_from, report_values
 
 
-class PostgresReports(ReportStore):
+class PostgresReports(StoreConnection, ReportStore):
     """Reports and cursors in the store's database (see :class:`ReportStore`)."""
 
     _clock: Callable[[], datetime]
-    _write: Callable[[], AbstractContextManager[psycopg.Connection[dict[str, Any]]]]
-    _rows: Callable[[str, Iterable[object]], list[Row]]
 
     def add_report(self, report: Report) -> bool:
         """Record ``report`` once; False when its key is known."""
         marks = ", ".join(["%s"] * len(REPORT_COLUMNS))
-        with self._write() as db:
-            cursor = db.execute(
-                f"INSERT INTO reports ({', '.join(REPORT_COLUMNS)}) VALUES ({marks})"
-                " ON CONFLICT (key) DO NOTHING", report_values(report))
-            return cursor.rowcount == 1
+        inserted = self._transact(lambda db: db.execute(
+            f"INSERT INTO reports ({', '.join(REPORT_COLUMNS)}) VALUES ({marks})"
+            " ON CONFLICT (key) DO NOTHING", report_values(report)).rowcount)
+        return inserted == 1
 
     def get_report(self, key: str) -> Report | None:
         """The report recorded with this key, if any."""
@@ -61,8 +55,7 @@ class PostgresReports(ReportStore):
 
     def save_inbox_cursor(self, mailbox: str, cursor: str) -> None:
         """Remember where the reader of ``mailbox`` is."""
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO inbox_cursors (mailbox, cursor, updated) VALUES (%s, %s, %s)"
-                " ON CONFLICT (mailbox) DO UPDATE SET cursor = excluded.cursor,"
-                " updated = excluded.updated", (mailbox.lower(), cursor, self._clock()))
+        self._transact(lambda db: db.execute(
+            "INSERT INTO inbox_cursors (mailbox, cursor, updated) VALUES (%s, %s, %s)"
+            " ON CONFLICT (mailbox) DO UPDATE SET cursor = excluded.cursor,"
+            " updated = excluded.updated", (mailbox.lower(), cursor, self._clock())))

@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 
 from ...domain.errors import StoreError
+from .documents import DDL as _DOCUMENTS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Held while migrating, so that two ``faxgw store migrate`` at once run one after the other.
 _MIGRATE_LOCK = 0x66617867  # "faxg"
@@ -97,6 +98,58 @@ _STEPS: dict[int, tuple[str, ...]] = {
             cursor  text NOT NULL,
             updated timestamptz NOT NULL
         )""",
+    ),
+    # Several hosts: what they coordinate through (hosts, the mailboxes' connection slots
+    # and message budgets, wake-ups; turns are advisory locks) and the documents that travel
+    # with the job.
+    2: (
+        *_DOCUMENTS,
+        # Every runner, with its last heartbeat (``faxgw status``).
+        """CREATE TABLE hosts (
+            owner     text PRIMARY KEY,
+            host      text NOT NULL,
+            pid       integer NOT NULL,
+            started   timestamptz NOT NULL DEFAULT now(),
+            last_seen timestamptz NOT NULL DEFAULT now()
+        )""",
+        # The messages of each sending mailbox in the last minute, for all hosts together
+        # (store.postgres.cluster); the rows age out as they are read.
+        """CREATE TABLE mailbox_sends (
+            id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            mailbox  text NOT NULL,
+            at       timestamptz NOT NULL,
+            answered boolean NOT NULL DEFAULT false
+        )""",
+        "CREATE INDEX mailbox_sends_mailbox ON mailbox_sends (mailbox, at)",
+        # The connection slots of each sending mailbox: held by a runner until ``until``
+        # (renewed while held), so that a slot outlives a dropped database connection.
+        """CREATE TABLE mailbox_slots (
+            mailbox text NOT NULL,
+            slot    integer NOT NULL,
+            owner   text NOT NULL,
+            until   timestamptz NOT NULL,
+            PRIMARY KEY (mailbox, slot)
+        )""",
+        "CREATE INDEX mailbox_slots_owner ON mailbox_slots (owner)",
+        # Wake-ups: a new job, and one queued again, tell the listening hosts at commit (on
+        # a channel of the schema's own: installations in two schemas do not wake each other).
+        """CREATE FUNCTION faxgw_notify_due() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify(left('faxgw_jobs:' || TG_TABLE_SCHEMA, 63), NEW.id);
+            RETURN NULL;
+        END $$""",
+        """CREATE TRIGGER jobs_due AFTER INSERT OR UPDATE OF state, preparing, next_attempt_at
+            ON jobs FOR EACH ROW WHEN (NEW.preparing IS NULL AND (NEW.state = 'queued'
+                OR NEW.state = 'deferred' AND NEW.next_attempt_at <= now()))
+            EXECUTE FUNCTION faxgw_notify_due()""",
+        # The jobs table is the hot one (every claim and outcome updates a row): vacuumed
+        # after 1 % of it changed rather than 20 %, without throttling, and with room in each
+        # page for the new row versions of an update (fewer index entries to clean up).
+        """ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01,
+            autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0.02,
+            autovacuum_analyze_threshold = 500, autovacuum_vacuum_cost_delay = 0,
+            fillfactor = 70)""",
+        "ALTER TABLE mailbox_sends SET (autovacuum_vacuum_scale_factor = 0.01)",
     ),
 }
 

@@ -9,8 +9,7 @@ each get other jobs, and neither waits for the other. Outcomes lock the job's ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,14 @@ from ...domain.jobs import (
     utcnow,
 )
 from ...ports import JobStore
-from .connect import connect, describe, error_text, scrub
+from .cluster import PostgresCoordination
+from .connection import Connection
 from .housekeeping import PostgresHousekeeping
 from .reports import PostgresReports
 from .rows import (
     EVENT_INSERT,
     INSERT_COLUMNS,
     LOCK_IN_ORDER,
-    Row,
     column,
     event_from,
     insert_values,
@@ -44,8 +43,7 @@ from .rows import (
     utc,
 )
 from .schema import check
-
-Connection = psycopg.Connection[dict[str, Any]]
+from .status import database_status
 
 _INSERT = (f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
            f"VALUES ({', '.join(['%s'] * len(INSERT_COLUMNS))})")
@@ -63,11 +61,9 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
 
     def __init__(self, conninfo: str, *, clock: Callable[[], datetime] = utcnow,
                  password: str | None = None, ca_file: Path | None = None) -> None:
-        self.where = describe(conninfo)
-        self._conninfo, self._password, self._ca_file = conninfo, password, ca_file
+        super().__init__(conninfo, password=password, ca_file=ca_file)
         self._clock = clock
-        self._closed = False
-        self._db: Connection = connect(conninfo, password=password, ca_file=ca_file)
+        self._coordinations: list[PostgresCoordination] = []
         try:
             with self._errors():
                 check(self._db, self.where)
@@ -75,45 +71,11 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
             self._db.close()
             raise
 
-    # -- the connection ------------------------------------------------------------------
-
-    @property
-    def _conn(self) -> Connection:
-        """The connection, opened again when the server dropped it (a restart, a failover):
-        the next call works again instead of every call failing until faxgw is restarted.
-        Only ever between transactions, never inside one."""
-        if self._db.broken and not self._closed:
-            self._db.close()
-            self._db = connect(self._conninfo, password=self._password, ca_file=self._ca_file)
-        return self._db
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Driver errors as StoreError, naming the database, never its password."""
-        try:
-            yield
-        except psycopg.Error as exc:
-            raise StoreError(f"job store {self.where}: "
-                             f"{scrub(error_text(exc), self._password)}") from None
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """One transaction: committed at the end of the block, rolled back on any error."""
-        with self._errors():
-            db = self._conn
-            with db.transaction():
-                yield db
-
-    def _rows(self, query: str, args: Iterable[object] = ()) -> list[Row]:
-        with self._errors():
-            return self._conn.execute(query, tuple(args)).fetchall()
-
     # -- reading -------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
         """The job with this id, or a unique prefix of it."""
-        with self._errors():
-            return self._find(self._conn, job_id, lock=False)
+        return self._read(lambda db: self._find(db, job_id, lock=False))
 
     @staticmethod
     def _find(db: Connection, job_id: str, *, lock: bool) -> Job:
@@ -185,7 +147,8 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
 
     def add(self, job: Job, *, detail: str = "") -> None:
         """Insert a new job with an ``accepted`` event."""
-        with self._write() as db:
+
+        def work(db: Connection) -> None:
             try:
                 # A savepoint, so that a refused insert leaves nothing half done behind.
                 with db.transaction():
@@ -193,6 +156,8 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
             except psycopg.errors.UniqueViolation:
                 raise StoreError(f"job {job.id} is already stored") from None
             self._event(db, job.id, "accepted", job.state, job.code, detail)
+
+        self._transact(work)
 
     def claim_due(
         self, now: datetime, limit: int, *, owner: str, lease_until: datetime,
@@ -202,7 +167,8 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
 
         Rows another runner is claiming this very moment are skipped, not waited for."""
         excluded = [sender_key(sender) for sender in exclude_senders]
-        with self._write() as db:
+
+        def work(db: Connection) -> tuple[list[Job], datetime]:
             rows = db.execute(
                 "SELECT * FROM jobs WHERE state IN ('queued', 'deferred')"
                 " AND (state = 'queued' OR next_attempt_at <= %s) AND preparing IS NULL"
@@ -211,7 +177,7 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
                 (now, excluded, limit)).fetchall()
             jobs = [job_from(row) for row in rows]
             if not jobs:
-                return []
+                return jobs, now
             stamp = self._clock()
             db.execute("UPDATE jobs SET state = %s, updated = %s, owner = %s, lease_until = %s"
                        " WHERE id = ANY(%s::text[])",
@@ -220,6 +186,9 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
                 cursor.executemany(EVENT_INSERT, [
                     (job.id, stamp, "sending", _SENDING, None, f"attempt {job.attempts + 1}")
                     for job in jobs])
+            return jobs, stamp
+
+        jobs, stamp = self._transact(work)
         for job in jobs:
             job.state, job.owner, job.lease_until = JobState.SENDING, owner, lease_until
             job.updated = stamp
@@ -230,12 +199,11 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
         wanted = list(job_ids)
         if not wanted:
             return []
-        with self._write() as db:
-            rows = db.execute(
-                "UPDATE jobs SET lease_until = %s WHERE id IN (SELECT id FROM jobs"
-                " WHERE id = ANY(%s::text[]) AND owner = %s AND state = %s"
-                f" {LOCK_IN_ORDER}) RETURNING id",
-                (lease_until, wanted, owner, _SENDING)).fetchall()
+        rows = self._transact(lambda db: db.execute(
+            "UPDATE jobs SET lease_until = %s WHERE id IN (SELECT id FROM jobs"
+            " WHERE id = ANY(%s::text[]) AND owner = %s AND state = %s"
+            f" {LOCK_IN_ORDER}) RETURNING id",
+            (lease_until, wanted, owner, _SENDING)).fetchall())
         held = {row["id"] for row in rows}
         return [job_id for job_id in dict.fromkeys(wanted) if job_id in held]
 
@@ -257,7 +225,8 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
         """Move a job to ``target`` and append its history event in one transaction."""
         updates: dict[str, object] = dict(fields or {})
         _check_fields(updates)
-        with self._write() as db:
+
+        def work(db: Connection) -> Job:
             job = self._find(db, job_id, lock=True)
             allowed = set(expect) if expect is not None else None
             if (allowed is not None and job.state not in allowed) or not can_transition(
@@ -275,18 +244,23 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
                 updates["attempts"] = job.attempts + 1
             moved = self._set(db, job.id, updates)
             self._event(db, job.id, event, target, code, detail)
-        return moved
+            return moved
+
+        return self._transact(work)
 
     def update(self, job_id: str, *, event: str = "", detail: str = "", **fields: object) -> Job:
         """Update columns of a job without a state change, optionally with an event."""
         _check_fields(fields)
-        with self._write() as db:
+
+        def work(db: Connection) -> Job:
             job = self._find(db, job_id, lock=True)
             fields["updated"] = self._clock()
             updated = self._set(db, job.id, fields)
             if event:
                 self._event(db, job.id, event, None, None, detail)
-        return updated
+            return updated
+
+        return self._transact(work)
 
     @staticmethod
     def _set(db: Connection, job_id: str, fields: dict[str, object]) -> Job:
@@ -305,13 +279,27 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
         self, job_id: str, event: str, detail: str = "", *, code: int | None = None
     ) -> None:
         """Append an event to a job's history."""
-        with self._write() as db:
-            self._event(db, job_id, event, None, code, detail)
+        self._transact(lambda db: self._event(db, job_id, event, None, code, detail))
+
+    def database_status(self) -> dict[str, Any]:
+        """The database for the status sheet (:func:`~.status.database_status`): where it
+        is, its schema, the hosts working on it, the jobs table's dead row versions."""
+        return self._read(lambda db: database_status(db, self.where))
+
+    def coordination(self, owner: str, *, window_seconds: float) -> PostgresCoordination:
+        """What runner ``owner`` coordinates with the others through (mailbox slots and
+        budgets of ``window_seconds``, turns, its heartbeat): a connection of its own,
+        closed with the store."""
+        made = PostgresCoordination(self._conninfo, owner=owner, window_seconds=window_seconds,
+                                    password=self._password, ca_file=self._ca_file)
+        self._coordinations.append(made)
+        return made
 
     def close(self) -> None:
-        """Close the database connection."""
-        self._closed = True
-        self._db.close()
+        """Close the database connections (the coordinations' too)."""
+        for coordination in self._coordinations:
+            coordination.close()
+        super().close()
 
 
 def _check_fields(fields: dict[str, object]) -> None:

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from ...domain import codes
+from ...domain.cluster import HANDING_OVER, REQUEUED_DETAIL, UNCONFIRMED_DETAIL
 from ...domain.errors import JobNotFoundError, JobStateError, StoreError
 from ...domain.jobs import (
     FINISHED_STATES,
@@ -35,8 +37,10 @@ from .schema import migrate
 
 _INSERT = (f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) "
            f"VALUES ({','.join('?' * len(INSERT_COLUMNS))})")
-_RECOVERED = ("the runner sending this job stopped; queued again (possibly delivered: if the "
-              "server had already accepted it, the fax may arrive twice)")
+#: Whether job ``j`` was being handed over in its present claim: a mark after its last claim.
+_HANDED_OVER = ("EXISTS (SELECT 1 FROM history h WHERE h.job_id = j.id AND h.event = ?"
+                " AND h.seq > (SELECT MAX(s.seq) FROM history s WHERE s.job_id = j.id"
+                " AND s.event = 'sending'))")
 
 
 class SQLiteJobStore(SQLiteReports, JobStore):
@@ -286,9 +290,10 @@ class SQLiteJobStore(SQLiteReports, JobStore):
 
     def recover_sending(self, *, owners: Iterable[str] | None = None,
                         lease_ended_by: datetime | None = None) -> list[str]:
-        """Return jobs left in ``sending`` to ``queued``, saying so in their history."""
-        sql = "SELECT id FROM jobs WHERE state = ?"
-        args: list[object] = [JobState.SENDING.value]
+        """Return jobs left in ``sending`` to ``queued``, saying so in their history; those
+        whose lease ended while their message was being handed over become ``unconfirmed``."""
+        sql = f"SELECT id, {_HANDED_OVER} AS handed FROM jobs j WHERE state = ?"
+        args: list[object] = [HANDING_OVER, JobState.SENDING.value]
         if owners is not None:
             wanted = list(owners)
             if not wanted:
@@ -299,14 +304,22 @@ class SQLiteJobStore(SQLiteReports, JobStore):
             sql += " AND (lease_until IS NULL OR lease_until <= ?)"
             args.append(ts(lease_ended_by))
         with self._write():
-            ids = [row["id"] for row in self._db.execute(sql, args)]
+            rows = self._db.execute(sql, args).fetchall()
             stamp = ts(self._clock())
-            for job_id in ids:
+            for row in rows:
+                # Only a lease that ran out is judged by the mark: a runner known to be gone
+                # (its lock is free) is recovered as one host always has (at least once).
+                if row["handed"] and lease_ended_by is not None:
+                    state, code, detail = (JobState.UNCONFIRMED, codes.UNCONFIRMED,
+                                           UNCONFIRMED_DETAIL)
+                else:
+                    state, code, detail = JobState.QUEUED, None, REQUEUED_DETAIL
                 self._db.execute(
-                    "UPDATE jobs SET state = ?, updated = ?, owner = NULL, lease_until = NULL"
-                    " WHERE id = ?", (JobState.QUEUED.value, stamp, job_id))
-                self._event(job_id, "recovered", JobState.QUEUED, None, _RECOVERED)
-        return ids
+                    "UPDATE jobs SET state = ?, code = COALESCE(?, code), updated = ?,"
+                    " owner = NULL, lease_until = NULL WHERE id = ?",
+                    (state.value, code, stamp, row["id"]))
+                self._event(row["id"], "recovered", state, code, detail)
+        return [row["id"] for row in rows]
 
     def recover_preparing(self, *, owners: Iterable[str] | None = None) -> list[str]:
         """Clear the ``preparing`` marks of ``owners`` (every mark when None)."""

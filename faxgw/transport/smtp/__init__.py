@@ -1,4 +1,5 @@
-"""The SMTP transport: aiosmtplib sessions, the reply table, the TLS settings.
+"""The SMTP transport: aiosmtplib sessions (with PIPELINING where offered), the reply table,
+the TLS settings.
 
 :class:`SmtpTransport` is the adapter behind the :class:`~faxgw.ports.Transport` port: the
 engine asks it for a session per sending mailbox and never sees aiosmtplib.

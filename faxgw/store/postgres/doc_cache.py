@@ -1,0 +1,81 @@
+"""Bringing a job's files from the database into a local folder, as the spool writes files.
+
+Each file is written under a temporary name in its folder, with a private mode whatever the
+umask, fsynced, given the time it was stored as its modification time, and renamed into
+place; then the folder is fsynced. A reader (the render process, the console) therefore
+sees a file whole or not at all, and two processes bringing the same job at once each
+rename a complete copy. A local copy whose size and time match the stored file is kept:
+only what changed in the database is read again.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from .documents import DocumentTable, StoredFile, safe_path
+
+__all__ = ["bring"]
+
+
+def bring(table: DocumentTable, job_id: str, folder: Path, *, file_mode: int = 0o600,
+          dir_mode: int = 0o700) -> bool:
+    """Make ``folder`` hold the job's stored files; False (nothing made) when none are
+    stored. Raises StoreError when the database cannot be read, OSError when the folder
+    cannot be written."""
+    stored = table.listing(job_id)
+    if not stored:
+        return False
+    _make_dir(folder, dir_mode)
+    for item in stored:
+        target = folder / safe_path(item.path)
+        if _current(target, item):
+            continue
+        _make_dir(target.parent, dir_mode)
+        _write(table, job_id, item, target, file_mode)
+    return True
+
+
+def _current(target: Path, item: StoredFile) -> bool:
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return False
+    return st.st_size == item.size and st.st_mtime_ns == item.stamp_ns
+
+
+def _make_dir(folder: Path, mode: int) -> None:
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, mode)
+            os.chmod(path, mode)  # whatever the umask
+        except FileExistsError:
+            pass  # made by another process just now
+
+
+def _write(table: DocumentTable, job_id: str, item: StoredFile, target: Path,
+           file_mode: int) -> None:
+    temporary = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 file_mode)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(fd, file_mode)
+            table.read(job_id, item.path, file.write)
+            file.flush()
+            os.fsync(fd)
+            os.utime(fd, ns=(item.stamp_ns, item.stamp_ns))
+        os.rename(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
