@@ -24,7 +24,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "ports": frozenset({"domain"}),
     "fax": frozenset({"domain", "config"}),
     "render": frozenset({"domain", "config", "fax", "ports", "fsutil"}),
-    "store": frozenset({"domain", "ports"}),
+    "store": frozenset({"domain", "ports", "fsutil"}),
     "auth": frozenset({"domain", "config", "ports", "fsutil"}),
     "transport": frozenset({"domain", "config", "ports", "tlsutil"}),
     "inbox": frozenset({"domain", "config", "ports", "tlsutil"}),

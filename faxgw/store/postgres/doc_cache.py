@@ -11,9 +11,10 @@ only what changed in the database is read again.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
+from typing import BinaryIO
 
+from ...fsutil import write_atomic
 from .documents import DocumentTable, StoredFile, safe_path
 
 __all__ = ["bring"]
@@ -60,22 +61,11 @@ def _make_dir(folder: Path, mode: int) -> None:
 
 def _write(table: DocumentTable, job_id: str, item: StoredFile, target: Path,
            file_mode: int) -> None:
-    temporary = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 file_mode)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(fd, file_mode)
-            table.read(job_id, item.path, file.write)
-            file.flush()
-            os.fsync(fd)
-            os.utime(fd, ns=(item.stamp_ns, item.stamp_ns))
-        os.rename(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    def fill(file: BinaryIO) -> None:
+        os.fchmod(file.fileno(), file_mode)  # whatever the umask: the spool's group may read
+        table.read(job_id, item.path, file.write)
+
+    write_atomic(target, fill, mode=file_mode)
+    # The stored time marks the copy as current (see _current); a stop before it costs only
+    # one more fetch.
+    os.utime(target, ns=(item.stamp_ns, item.stamp_ns), follow_symlinks=False)
