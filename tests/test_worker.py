@@ -407,3 +407,34 @@ def test_certificate_checks_off_are_said_loudly(
     with caplog.at_level("WARNING", logger="faxgw.transport"):
         build_worker(make_config(smtp_server)).close()
     assert not [r for r in caplog.records if r.name == "faxgw.transport"]
+
+
+def test_a_stop_while_files_are_still_taken_ends_the_round_cleanly(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
+) -> None:
+    """A stop that comes while the intake is still taking and rendering ends the round with
+    its summary (never a cancellation out of it); every file is a job or still waits."""
+    config = make_config(smtp_server, spool={"settle_seconds": 0},
+                         limits={"messages_per_minute": 0})
+    worker = build_worker(config)
+    drop = worker.spool.layout.outgoing / "+4930123456"
+    drop.mkdir(parents=True)
+    for n in range(60):
+        (drop / f"note-{n:02d}.txt").write_text(f"note {n}\n")
+
+    async def stop_early() -> tuple[int, int]:
+        round_task = asyncio.create_task(worker.run_once())
+        while not worker.store.list_jobs() and not round_task.done():
+            await asyncio.sleep(0.005)
+        worker.stopping = True
+        summary = await round_task
+        return summary.taken, summary.sent
+
+    taken, sent = asyncio.run(stop_early())
+    assert sent < 60 and taken == len(worker.store.list_jobs())
+    assert taken + len(list(drop.iterdir())) == 60  # nothing lost, nothing taken twice
+    worker.stopping = False
+    _run(worker)
+    assert len(smtp_server.messages) == 60
+    assert {j.state for j in worker.store.list_jobs()} == {JobState.SENT}
+    worker.close()

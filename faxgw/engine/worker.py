@@ -263,7 +263,10 @@ class Worker(MailboxSessions):
             # Messages of jobs not sent in this run (deferred, paused) are built anew when
             # they are due: their Date is then the date they leave.
             self.preparer.forget_messages()
-        intake.result()  # an intake error (the spool cannot be written) is not swallowed
+        # An intake error (the spool cannot be written) is not swallowed; an intake cut short
+        # by a stop is not an error: what it had not taken is taken next time.
+        if not intake.cancelled():
+            intake.result()
         return summary
 
     async def _take_intake_overlapped(self, summary: RunSummary,
