@@ -251,10 +251,12 @@ def test_a_runner_that_stopped_while_handing_over_leaves_the_job_unconfirmed(
 ) -> None:
     """A runner on another host claimed two jobs and began handing one over, then stopped
     answering: once their leases end, this runner queues the untouched job again and sends
-    it, and leaves the handed-over one unconfirmed instead of sending it twice."""
+    it, and leaves the handed-over one unconfirmed instead of sending it twice. (The test's
+    clock stands in for the database's, so that advancing it ends the leases.)"""
     with FaxSMTPServer(users={USER: PASSWORD}) as server:
         config = make_config(server, store={"url": migrated})
-        alive = build_worker(config, clock=clock)
+        alive = build_worker(config, clock=clock, store=PostgresJobStore(
+            migrated, clock=clock, database_clock=clock))
         try:
             handed, untouched = _queue(alive, samples, 2)
             lease = timedelta(seconds=config.store.lease_seconds)

@@ -82,14 +82,16 @@ def migrated(schema: str) -> str:
 
 
 class TestPostgresJobStore(JobStoreContract):
-    """The contract, on one schema per test."""
+    """The contract, on one schema per test. The test's clock stands in for the database's
+    too (leases included): the contract advances it to end leases, and compares every time
+    with the one it set (the database's own clock: ``test_cluster_clock``)."""
 
     @pytest.fixture
     def make_store(self, migrated: str, clock: FakeClock) -> Iterator[MakeStore]:
         made: list[tuple[JobStore, int]] = []
 
         def make() -> JobStore:
-            store = PostgresJobStore(migrated, clock=clock)
+            store = PostgresJobStore(migrated, clock=clock, database_clock=clock)
             made.append((store, threading.get_ident()))
             return store
 
@@ -101,7 +103,7 @@ class TestPostgresJobStore(JobStoreContract):
 
 @pytest.fixture
 def store(migrated: str, clock: FakeClock) -> Iterator[PostgresJobStore]:
-    store = PostgresJobStore(migrated, clock=clock)
+    store = PostgresJobStore(migrated, clock=clock, database_clock=clock)
     yield store
     store.close()
 

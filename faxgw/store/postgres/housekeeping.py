@@ -7,13 +7,15 @@ transactions).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ...domain import codes
 from ...domain.cluster import HANDING_OVER, REQUEUED_DETAIL, UNCONFIRMED_DETAIL
 from ...domain.jobs import FINISHED_STATES, Job, JobState
 from ...ports import JobStore
+from .cluster import PostgresCoordination
 from .connection import Connection, StoreConnection
 from .rows import EVENT_INSERT, LOCK_IN_ORDER, Row, job_from
 
@@ -23,12 +25,31 @@ _UNCONFIRMED = JobState.UNCONFIRMED.value
 _HANDED_OVER = ("EXISTS (SELECT 1 FROM history h WHERE h.job_id = j.id AND h.event = %s"
                 " AND h.seq > (SELECT max(s.seq) FROM history s WHERE s.job_id = j.id"
                 " AND s.event = 'sending'))")
+#: The database's time in a statement that times a lease: its ``now()``, or the time its
+#: stand-in clock gave (one parameter, NULL for ``now()``: :meth:`~PostgresHousekeeping.
+#: _database_now`).
+DATABASE_NOW = "coalesce(%s::timestamptz, now())"
+#: How long a runner's claims last, until its first claim says: ``[store] lease_seconds``'s
+#: default.
+DEFAULT_LEASE = timedelta(seconds=60)
+#: The shortest silence of a runner's heartbeat that counts as its end, whatever the lease:
+#: a service beats every 10 s, so three beats in a row were missed.
+SILENT_AT_LEAST = timedelta(seconds=30)
 
 
 class PostgresHousekeeping(StoreConnection, JobStore):
     """Claims and marks of runners that are gone, notifications due, the purge."""
 
     _clock: Callable[[], datetime]
+    _database_clock: Callable[[], datetime] | None
+    _coordinations: list[PostgresCoordination]
+    #: The length of the leases this store's runner gives its claims (its last claim's).
+    _lease: timedelta = DEFAULT_LEASE
+
+    def _database_now(self) -> datetime | None:
+        """The parameter of :data:`DATABASE_NOW`: None (the database's ``now()``), or the
+        time of the clock that stands in for it."""
+        return None if self._database_clock is None else self._database_clock()
 
     def claim_owners(self) -> set[str]:
         """The runners holding a claim or a ``preparing`` mark."""
@@ -41,7 +62,12 @@ class PostgresHousekeeping(StoreConnection, JobStore):
     def recover_sending(self, *, owners: Iterable[str] | None = None,
                         lease_ended_by: datetime | None = None) -> list[str]:
         """Return jobs left in ``sending`` to ``queued``, saying so in their history; those
-        whose lease ended while their message was being handed over become ``unconfirmed``."""
+        whose lease ended while their message was being handed over become ``unconfirmed``.
+
+        A lease has ended by ``lease_ended_by`` when it is not after the database's
+        ``now()`` moved by ``lease_ended_by - clock()``: a host that asks with its own
+        clock's time, however far ahead that clock is, takes back only the claims whose lease
+        ended by the database's clock."""
         query, args = ("SELECT id, " + _HANDED_OVER + " AS handed FROM jobs j WHERE state = %s",
                        list[object]([HANDING_OVER, _SENDING]))
         if owners is not None:
@@ -51,8 +77,8 @@ class PostgresHousekeeping(StoreConnection, JobStore):
             query += " AND coalesce(owner, '') = ANY(%s::text[])"
             args.append(wanted)
         if lease_ended_by is not None:
-            query += " AND (lease_until IS NULL OR lease_until <= %s)"
-            args.append(lease_ended_by)
+            query += f" AND (lease_until IS NULL OR lease_until <= {DATABASE_NOW} + %s)"
+            args.extend([self._database_now(), lease_ended_by - self._clock()])
 
         def work(db: Connection) -> list[Row]:
             # Locked first: a runner recording an outcome now finishes it, and a job it
@@ -82,14 +108,24 @@ class PostgresHousekeeping(StoreConnection, JobStore):
         return [row["id"] for row in self._transact(work)]
 
     def recover_preparing(self, *, owners: Iterable[str] | None = None) -> list[str]:
-        """Clear the ``preparing`` marks of ``owners`` (every mark when None)."""
-        query, args = "SELECT id FROM jobs WHERE preparing IS NOT NULL", []
+        """Clear the ``preparing`` marks of ``owners`` (every mark when None).
+
+        With ``owners`` given, the marks of runners on other hosts whose heartbeat stopped
+        are cleared too: such a runner cannot be asked through its lock on this host, so
+        its row in ``hosts`` says whether it is alive, and one silent for longer than a lease
+        (and at least :data:`SILENT_AT_LEAST`, by the database's clock) has ended. Its jobs
+        are then sent by whichever host claims them (rendered when they are sent). A mark
+        of a runner without a row (a ``faxgw submit``, which has no heartbeat) waits for its
+        own host to judge it by its lock."""
+        query, args = "SELECT id FROM jobs WHERE preparing IS NOT NULL", list[object]()
         if owners is not None:
-            wanted = list(owners)
-            if not wanted:
-                return []
-            query += " AND preparing = ANY(%s::text[])"
-            args.append(wanted)
+            # The runners of this store's coordinations are this process's own: alive.
+            mine = [made.owner for made in self._coordinations]
+            query += (" AND (preparing = ANY(%s::text[]) OR preparing IN (SELECT owner"
+                      " FROM hosts WHERE host <> %s AND owner <> ALL(%s::text[])"
+                      " AND last_seen < now() - %s))")
+            args.extend([list(owners), socket.gethostname(), mine,
+                         max(self._lease, SILENT_AT_LEAST)])
         rows = self._transact(lambda db: db.execute(
             f"UPDATE jobs SET preparing = NULL WHERE id IN ({query} {LOCK_IN_ORDER})"
             " RETURNING id", args).fetchall())

@@ -29,7 +29,7 @@ from ...domain.jobs import (
 from ...ports import JobStore
 from .cluster import PostgresCoordination
 from .connection import Connection
-from .housekeeping import PostgresHousekeeping
+from .housekeeping import DATABASE_NOW, PostgresHousekeeping
 from .reports import PostgresReports
 from .rows import (
     EVENT_INSERT,
@@ -57,12 +57,27 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
     handed over separately (or libpq reads ``~/.pgpass``); ``ca_file`` makes the connection
     ``sslmode=verify-full`` against that CA. The schema must be at this faxgw's version
     (:func:`~faxgw.store.postgres.schema.migrate`, ``faxgw store migrate``).
+
+    **Two clocks.** ``clock`` is this host's (the engine's): the store's stamps (``updated``,
+    a history event's time) are read on it, and the times a caller passes are on it. Leases
+    are timed on the database's clock, the one clock every host shares, however far the
+    hosts' clocks are apart: a lease is written as the database's ``now()`` plus its length
+    (``lease_until`` minus the caller's ``now``, or minus ``clock()`` when the call has no
+    ``now``), and a lease has ended when the database's ``now()`` has reached it (a
+    ``lease_ended_by`` is moved by its distance from ``clock()``). So a host whose clock runs
+    ahead never takes back a claim still held, and one whose clock runs behind never holds a
+    claim longer than its lease. ``database_clock`` stands in for the database's clock: None
+    (the default) is its own ``now()``; a test gives its fake clock for both, so that
+    advancing it ends leases and every time is exactly the one it set (one host, one clock,
+    as on SQLite).
     """
 
     def __init__(self, conninfo: str, *, clock: Callable[[], datetime] = utcnow,
+                 database_clock: Callable[[], datetime] | None = None,
                  password: str | None = None, ca_file: Path | None = None) -> None:
         super().__init__(conninfo, password=password, ca_file=ca_file)
         self._clock = clock
+        self._database_clock = database_clock
         self._coordinations: list[PostgresCoordination] = []
         try:
             with self._errors():
@@ -165,45 +180,57 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
     ) -> list[Job]:
         """Move due jobs to ``sending`` for ``owner`` and return them, oldest first.
 
+        The lease is the database's ``now()`` plus ``lease_until - now`` (see the class).
         Rows another runner is claiming this very moment are skipped, not waited for."""
         excluded = [sender_key(sender) for sender in exclude_senders]
+        self._lease = lease_until - now
+        database_now = self._database_now()
 
-        def work(db: Connection) -> tuple[list[Job], datetime]:
+        def work(db: Connection) -> list[Job]:
+            # The due time is compared with the caller's ``now``, not the database's: it is
+            # a time a host computed on its own clock (a backoff), read again by hosts
+            # (next_due_at, the expiry rules), and it only says when to try again, never who
+            # may send: a host whose clock is off retries a little early or late, and the
+            # claim below still gives each job to one runner.
+            # The lease is worked out with the rows (one ``now()`` per transaction: the same
+            # for every job claimed), so that the claim stays two statements.
             rows = db.execute(
-                "SELECT * FROM jobs WHERE state IN ('queued', 'deferred')"
+                f"SELECT *, {DATABASE_NOW} + %s AS lease FROM jobs"
+                " WHERE state IN ('queued', 'deferred')"
                 " AND (state = 'queued' OR next_attempt_at <= %s) AND preparing IS NULL"
                 " AND sender_key <> ALL(%s::text[])"
                 " ORDER BY created, id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (now, excluded, limit)).fetchall()
+                (database_now, lease_until - now, now, excluded, limit)).fetchall()
             jobs = [job_from(row) for row in rows]
             if not jobs:
-                return jobs, now
-            stamp = self._clock()
+                return jobs
+            stamp, lease = self._clock(), utc(rows[0]["lease"])
             db.execute("UPDATE jobs SET state = %s, updated = %s, owner = %s, lease_until = %s"
                        " WHERE id = ANY(%s::text[])",
-                       (_SENDING, stamp, owner, lease_until, [job.id for job in jobs]))
+                       (_SENDING, stamp, owner, lease, [job.id for job in jobs]))
             with db.cursor() as cursor:
                 cursor.executemany(EVENT_INSERT, [
                     (job.id, stamp, "sending", _SENDING, None, f"attempt {job.attempts + 1}")
                     for job in jobs])
-            return jobs, stamp
+            for job in jobs:
+                job.state, job.owner, job.lease_until = JobState.SENDING, owner, lease
+                job.updated = stamp
+            return jobs
 
-        jobs, stamp = self._transact(work)
-        for job in jobs:
-            job.state, job.owner, job.lease_until = JobState.SENDING, owner, lease_until
-            job.updated = stamp
-        return jobs
+        return self._transact(work)
 
     def renew(self, owner: str, job_ids: Iterable[str], lease_until: datetime) -> list[str]:
-        """Extend ``owner``'s claims; the ids it still holds, in the order given."""
+        """Extend ``owner``'s claims to the database's ``now()`` plus ``lease_until -
+        clock()`` (see the class); the ids it still holds, in the order given."""
         wanted = list(job_ids)
         if not wanted:
             return []
+        length, database_now = lease_until - self._clock(), self._database_now()
         rows = self._transact(lambda db: db.execute(
-            "UPDATE jobs SET lease_until = %s WHERE id IN (SELECT id FROM jobs"
-            " WHERE id = ANY(%s::text[]) AND owner = %s AND state = %s"
+            f"UPDATE jobs SET lease_until = {DATABASE_NOW} + %s WHERE id IN (SELECT id"
+            " FROM jobs WHERE id = ANY(%s::text[]) AND owner = %s AND state = %s"
             f" {LOCK_IN_ORDER}) RETURNING id",
-            (lease_until, wanted, owner, _SENDING)).fetchall())
+            (database_now, length, wanted, owner, _SENDING)).fetchall())
         held = {row["id"] for row in rows}
         return [job_id for job_id in dict.fromkeys(wanted) if job_id in held]
 
