@@ -14,6 +14,7 @@ import pytest
 from faxgw.domain import codes
 from faxgw.domain.errors import InputError
 from faxgw.intake.layout import JOB_FILE
+from faxgw.intake.scanner import BATCH
 from faxgw.intake.spool import Intake, Spool
 
 
@@ -186,6 +187,46 @@ def test_two_workers_never_take_the_same_file(tmp_path: Path, samples: Path) -> 
     assert sorted(i.number for i in results) == sorted(f"+49301234{i:02d}" for i in range(60))
     assert len(list(spools[0].layout.jobs.iterdir())) == 60
     assert list(spools[0].layout.tmp.iterdir()) == []
+
+
+def _drops(spool: Spool, samples: Path, count: int) -> None:
+    for index in range(count):
+        folder = spool.layout.outgoing / f"+49301234{index:02d}"
+        folder.mkdir()
+        shutil.copy(samples / "note.txt", folder / "n.txt")
+
+
+def test_drops_enter_jobs_in_batches_each_complete_and_marked(
+    spool: Spool, samples: Path, tick: Tick
+) -> None:
+    spool.recover()  # the marks folder exists from the first start on
+    _drops(spool, samples, BATCH + 6)
+    tick.now += 5
+    sizes = []
+    for batch in spool.scan_batches():
+        sizes.append(len(batch))
+        for intake in batch:  # yielded only once complete in jobs/, found again by its mark
+            folder = spool.layout.job_dir(intake.id)
+            assert Intake.from_file(folder / JOB_FILE).documents == ["n.txt"]
+            assert (folder / "docs" / "n.txt").read_bytes() == (samples / "note.txt").read_bytes()
+            assert (spool.layout.unregistered / intake.id).exists()
+    assert sizes == [BATCH, 6]
+    assert list(spool.layout.tmp.iterdir()) == []
+    assert not any(spool.layout.outgoing.glob("*/n.txt"))
+
+
+def test_a_consumer_that_stops_after_a_batch_leaves_the_rest_in_outgoing(
+    spool: Spool, samples: Path, tick: Tick
+) -> None:
+    _drops(spool, samples, BATCH + 6)
+    tick.now += 5
+    batches = spool.scan_batches()
+    first = next(batches)
+    batches.close()  # nothing half-taken is left behind in tmp/
+    assert len(first) == BATCH and list(spool.layout.tmp.iterdir()) == []
+    assert len(list(spool.layout.jobs.iterdir())) == BATCH
+    assert len(list(spool.layout.outgoing.glob("*/n.txt"))) == 6
+    assert len(spool.scan()) == 6
 
 
 def test_recover_finishes_a_half_taken_manifest(spool: Spool, samples: Path) -> None:

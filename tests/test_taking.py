@@ -59,7 +59,7 @@ def test_every_file_is_registered_then_rendered(tmp_path: Path) -> None:
         at_once[0] -= 1
         rendered.append(job.id)
 
-    asyncio.run(take(spool.scan_iter, store.register, store.load, render, lambda job_id: None,
+    asyncio.run(take(spool.scan_batches, store.register, store.load, render, lambda job_id: None,
                      asyncio.Event(), renderers=3))
     assert len(store.jobs) == 12 and sorted(rendered) == sorted(store.jobs)
     assert sorted(os.listdir(spool.layout.jobs)) == sorted(store.jobs)
@@ -82,7 +82,7 @@ def test_a_job_cancelled_while_it_waits_is_not_rendered(tmp_path: Path) -> None:
     async def render(job: Job) -> None:
         rendered.append(job.id)
 
-    asyncio.run(take(spool.scan_iter, register, store.load, render, handed_back.append,
+    asyncio.run(take(spool.scan_batches, register, store.load, render, handed_back.append,
                      asyncio.Event(), renderers=1))
     assert len(rendered) == 1 and len(handed_back) == 2
     assert set(rendered) | set(handed_back) == set(store.jobs)
@@ -101,7 +101,7 @@ def test_a_stop_registers_what_was_taken_and_hands_back_unrendered_jobs(
 
     async def run() -> None:
         progress = asyncio.Event()
-        task = asyncio.ensure_future(take(spool.scan_iter, store.register, store.load, render,
+        task = asyncio.ensure_future(take(spool.scan_batches, store.register, store.load, render,
                                           handed_back.append, progress))
         while len(store.jobs) < 5:
             await asyncio.sleep(0.01)
@@ -127,7 +127,7 @@ def test_a_stop_while_the_thread_waits_for_room_registers_all_it_took(tmp_path: 
         await asyncio.sleep(3600)
 
     async def run() -> None:
-        task = asyncio.ensure_future(take(spool.scan_iter, store.register, store.load, render,
+        task = asyncio.ensure_future(take(spool.scan_batches, store.register, store.load, render,
                                           lambda job_id: None, asyncio.Event()))
         while not store.jobs:
             await asyncio.sleep(0.001)

@@ -124,16 +124,17 @@ class ClusterSpool(Spool):
             files.append((f"{DOCS}/{path.name}", path))
         return files
 
-    def scan_iter(self) -> Iterator[Intake]:
-        """:meth:`Spool.scan_iter`, each job's files stored before it is yielded (first
+    def scan_batches(self) -> Iterator[list[Intake]]:
+        """:meth:`Spool.scan_batches`, each job's files stored before it is yielded (first
         those held back before)."""
         self.sweep()
-        for intake in list(self._held.values()):
-            if self._store_taken(intake):
-                yield intake
-        for intake in super().scan_iter():
-            if self._store_taken(intake):
-                yield intake
+        held = [intake for intake in list(self._held.values()) if self._store_taken(intake)]
+        if held:
+            yield held
+        for batch in super().scan_batches():
+            stored = [intake for intake in batch if self._store_taken(intake)]
+            if stored:
+                yield stored
 
     def recover(self, unknown: Callable[[Iterable[str]], set[str]] | None = None
                 ) -> list[Intake]:

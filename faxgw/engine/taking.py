@@ -28,7 +28,7 @@ INTAKE_BATCH = 64
 
 
 async def take(
-    scan: Callable[[], Iterator[Intake]],
+    scan: Callable[[], Iterator[list[Intake]]],
     register: Callable[[list[Intake]], list[Job]],
     load: Callable[[str], Job],
     render: Callable[[Job], Awaitable[None]],
@@ -37,12 +37,12 @@ async def take(
     *,
     renderers: int = 2,
 ) -> None:
-    """Take every file ``scan`` yields; ``register`` a batch (it returns the jobs to be
-    rendered); ``renderers`` tasks ``render`` them in turn, each read anew with ``load``
-    (a job cancelled or held meanwhile is not rendered). ``progress`` is set after each
-    batch and each render, and at the end, which waits for every render. On a stop
-    (cancellation) what the thread has taken is still registered, and ``unmark`` is called
-    with every job id whose render did not finish (it is rendered when it is sent)."""
+    """Take every file ``scan`` yields (in the spool's batches); ``register`` a batch (it
+    returns the jobs to be rendered); ``renderers`` tasks ``render`` them in turn, each read
+    anew with ``load`` (a job cancelled or held meanwhile is not rendered). ``progress`` is
+    set after each batch and each render, and at the end, which waits for every render. On
+    a stop (cancellation) what the thread has taken is still registered, and ``unmark`` is
+    called with every job id whose render did not finish (it is rendered when it is sent)."""
     loop = asyncio.get_running_loop()
     # Bounded: a thread that takes files faster than they are registered waits, rather than
     # holding every taken job in memory.
@@ -54,8 +54,9 @@ async def take(
 
     def scanning_thread() -> None:
         try:
-            for intake in scan():
-                hand_over(intake)
+            for batch in scan():
+                for intake in batch:  # a batch taken is handed over whole, even on a stop
+                    hand_over(intake)
                 if stop.is_set():
                     return  # the rest is taken next time
         finally:

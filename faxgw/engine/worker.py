@@ -272,7 +272,7 @@ class Worker(MailboxSessions):
     async def _take_intake_overlapped(self, summary: RunSummary,
                                       progress: asyncio.Event) -> None:
         """Take the intake while the sessions send (:func:`~faxgw.engine.taking.take`)."""
-        await take(self.spool.scan_iter, lambda intakes: self._register_batch(intakes, summary),
+        await take(self.spool.scan_batches, lambda intakes: self._register_batch(intakes, summary),
                    self.store.get, lambda job: self._render(job, summary), self._unmark,
                    progress, renderers=self.preparer.concurrency)
 

@@ -28,12 +28,16 @@ from .layout import IGNORED_SUFFIXES, MANIFEST_SUFFIX
 from .manifest import manifest_fields
 
 if TYPE_CHECKING:
+    from .commit import Taken
     from .spool import Spool
 
-__all__ = ["MAX_MANIFEST_BYTES", "Scanner"]
+__all__ = ["BATCH", "MAX_MANIFEST_BYTES", "Scanner"]
 
 log = logging.getLogger("faxgw.spool")
 
+#: Jobs taken before their folders enter ``jobs/`` together (one fsync of the folders
+#: they share, :mod:`~faxgw.intake.commit`), at most.
+BATCH = 64
 #: A manifest is a few lines; a larger one is refused unread beyond this.
 MAX_MANIFEST_BYTES = 64 * 1024
 
@@ -50,14 +54,17 @@ class Scanner:
         #: Entries that cannot be moved, and why: each is logged once, until it changes.
         self._unmovable: dict[str, str] = {}
         self._seen: set[str] = set()
+        #: Taken into tmp/ and not yet committed into jobs/.
+        self._batch: list[Taken] = []
 
     def _settled(self, st: os.stat_result) -> bool:
         # ctime too: a file moved in keeps its old mtime, but the move itself is a change.
         changed = max(st.st_mtime, st.st_ctime)
         return self.spool.clock() - changed >= self.spool.settle_seconds
 
-    def scan(self) -> Iterator[Intake]:
-        """Take every settled drop; yield each job once it is complete in ``jobs/``."""
+    def scan(self) -> Iterator[list[Intake]]:
+        """Take every settled drop; yield the jobs in batches of up to :data:`BATCH`, each
+        batch once its jobs are complete in ``jobs/`` (made durable together)."""
         outgoing = self.spool.layout.outgoing
         try:
             out_fd = os.open(outgoing, DIR_FLAGS)
@@ -68,18 +75,30 @@ class Scanner:
                              "followed)") from None
         self._seen = set()
         try:
-            for name in sorted(os.listdir(out_fd)):
-                if not _ignored(name):
-                    yield from self._guarded(out_fd, name, name, "", self._top, out_fd, name)
+            try:
+                for name in sorted(os.listdir(out_fd)):
+                    if not _ignored(name):
+                        yield from self._guarded(out_fd, name, name, "", self._top, out_fd,
+                                                 name)
+            except SpoolError:
+                yield from self._commit()  # the jobs taken before it still go on
+                raise
+            yield from self._commit()
         finally:
             os.close(out_fd)
+            # A scan cut short (its consumer stopped, or an error): what it took goes into
+            # jobs/ all the same (registered at the next start), never left half-taken.
+            if self._batch:
+                self.spool.commit_batch(self._batch)
+                self._batch = []
         # Only after a whole scan: what was not seen is gone (or fixed), and if it comes back
         # it is logged again.
         self._unmovable = {rel: why for rel, why in self._unmovable.items()
                            if rel in self._seen}
 
     def _guarded(self, dir_fd: int, name: str, rel: str, number: str,
-                 work: Callable[..., Iterator[Intake]], *args: object) -> Iterator[Intake]:
+                 work: Callable[..., Iterator[list[Intake]]],
+                 *args: object) -> Iterator[list[Intake]]:
         """``work(*args)``; whatever it raises, the entry is answered as a failed job."""
         self._seen.add(rel)
         try:
@@ -96,16 +115,28 @@ class Scanner:
 
     def _take(self, rel: str, intake: Intake, sources: list[Source],
               manifest: Source | None = None,
-              identity: tuple[int, int] | None = None) -> Iterator[Intake]:
+              identity: tuple[int, int] | None = None) -> Iterator[list[Intake]]:
         try:
-            result = self.spool.take(intake, sources, manifest=manifest, identity=identity)
+            self.spool.take(intake, sources, manifest=manifest, identity=identity,
+                            batch=self._batch)
         except SpoolError:
             raise
         except OSError as exc:
             self._cannot_move(rel, exc)
             return
-        if result is not None:
-            yield result
+        if len(self._batch) >= BATCH:
+            yield from self._commit()
+
+    def _commit(self) -> Iterator[list[Intake]]:
+        """Commit the batch; yield its jobs, then raise what kept any of them out."""
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        done = self.spool.commit_batch(batch)
+        if done.intakes:
+            yield done.intakes
+        if done.error is not None:
+            raise done.error
 
     def _cannot_move(self, rel: str, exc: OSError) -> None:
         why = exc.strerror or type(exc).__name__
@@ -115,7 +146,7 @@ class Scanner:
                       "until it changes", shown(rel), why)
 
     def _take_entry(self, dir_fd: int, name: str, rel: str, number: str, code: int,
-                    cause: str) -> Iterator[Intake]:
+                    cause: str) -> Iterator[list[Intake]]:
         """Take the entry itself (a file, a link, a folder) as a failed job."""
         shown_rel = shown(doc_name(rel))
         intake = Intake(id=new_job_id(), number=doc_name(number),
@@ -125,7 +156,7 @@ class Scanner:
                         str(self.spool.layout.outgoing / doc_name(rel)))
         yield from self._take(rel, intake, [source])
 
-    def _top(self, out_fd: int, name: str) -> Iterator[Intake]:
+    def _top(self, out_fd: int, name: str) -> Iterator[list[Intake]]:
         try:
             st = os.stat(name, dir_fd=out_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -141,7 +172,7 @@ class Scanner:
             yield from self._take_entry(out_fd, name, name, "", codes.INPUT_REFUSED, LINK)
         # Any other file at the top waits for the manifest that names it.
 
-    def _number_folder(self, out_fd: int, number: str) -> Iterator[Intake]:
+    def _number_folder(self, out_fd: int, number: str) -> Iterator[list[Intake]]:
         try:
             folder_fd = os.open(number, DIR_FLAGS, dir_fd=out_fd)
         except OSError as exc:
@@ -158,7 +189,7 @@ class Scanner:
         finally:
             os.close(folder_fd)
 
-    def _drop(self, folder_fd: int, number: str, name: str, rel: str) -> Iterator[Intake]:
+    def _drop(self, folder_fd: int, number: str, name: str, rel: str) -> Iterator[list[Intake]]:
         try:
             st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -170,13 +201,13 @@ class Scanner:
         path = str(self.spool.layout.root / source)
         yield from self._take(rel, intake, [Source(folder_fd, name, doc_name(name), path)])
 
-    def _manifest(self, out_fd: int, name: str) -> Iterator[Intake]:
+    def _manifest(self, out_fd: int, name: str) -> Iterator[list[Intake]]:
         target = doc_name(name)
         intake = Intake(id=new_job_id(), number="", source=f"outgoing/{target}")
         manifest = Source(out_fd, name, target, str(self.spool.layout.outgoing / target))
 
         def refused(code: int, why: str,
-                    identity: tuple[int, int] | None = None) -> Iterator[Intake]:
+                    identity: tuple[int, int] | None = None) -> Iterator[list[Intake]]:
             intake.refuse(code, f"{shown(target)}: {why}")
             return self._take(name, intake, [], manifest, identity)
 

@@ -35,6 +35,8 @@ from ..fsutil import fsync_dir, write_atomic
 from .access import OUTGOING_MODE, Access
 from .assembly import Assembly
 from .checks import control_refusal, shown
+from .commit import Committed, Taken
+from .commit import commit as commit_taken
 from .entries import Source, doc_name, judge_taken, open_dir
 from .job_file import Intake
 from .layout import DOCS, JOB_FILE, SpoolLayout
@@ -123,23 +125,15 @@ class Spool:
 
     def commit(self, assembly: Assembly, intake: Intake) -> Intake:
         """Move the assembled job folder into ``jobs/`` (one rename), then drop its lock."""
-        # job.json is written again only when the take changed it (a document vanished, a
-        # refusal): otherwise the plan written by _begin is already the record, and durable.
-        record = intake.to_file()
-        job_file = assembly.path / JOB_FILE
-        try:
-            if job_file.read_bytes() != record:
-                write_atomic(job_file, record)
-            self.mark_unregistered(intake.id)
-            os.rename(assembly.path, self.layout.job_dir(intake.id))
-            fsync_dir(self.layout.jobs)
-            fsync_dir(self.layout.tmp)
-        except OSError as exc:
-            assembly.abandon()  # finished by the recovery at the next start
-            raise SpoolError(f"cannot put job {intake.id} into {self.layout.jobs}: "
-                             f"{exc}") from None
-        assembly.release()
+        done = commit_taken(self.layout, self.access.file_mode, [Taken(assembly, intake)])
+        if done.error is not None:
+            raise done.error
         return intake
+
+    def commit_batch(self, taken: Sequence[Taken]) -> Committed:
+        """Move job folders taken with a ``batch`` (:meth:`take`) into ``jobs/`` together:
+        the folders they share are fsynced once for all of them."""
+        return commit_taken(self.layout, self.access.file_mode, taken)
 
     def submit(
         self,
@@ -188,11 +182,10 @@ class Spool:
                         dst.flush()
                         os.fsync(dst.fileno())
                 intake.documents.append(name)
-            fsync_dir(docs)
         except OSError as exc:
             assembly.discard()
             raise SpoolError(f"cannot put the job into the spool: {exc}") from None
-        return self.commit(assembly, intake)
+        return self.commit(assembly, intake)  # which makes the documents' folder durable
 
     # -- taking dropped files --------------------------------------------------------------
 
@@ -203,16 +196,25 @@ class Spool:
     def scan_iter(self) -> Iterator[Intake]:
         """:meth:`scan`, one job at a time: each is complete in ``jobs/`` when it is yielded.
         Every drop gets an answer: a job, or a failed job with its code and cause."""
+        for batch in self.scan_batches():
+            yield from batch
+
+    def scan_batches(self) -> Iterator[list[Intake]]:
+        """:meth:`scan_iter` in the batches whose folders entered ``jobs/`` together: a
+        consumer that stops takes the batch it has whole (the rest of the spool stays)."""
         yield from self._scanner.scan()
 
     def take(self, intake: Intake, sources: list[Source], *, manifest: Source | None = None,
-             identity: tuple[int, int] | None = None) -> Intake | None:
+             identity: tuple[int, int] | None = None,
+             batch: list[Taken] | None = None) -> Intake | None:
         """Claim ``sources`` (after the manifest, which commits the job) into a new job folder
         by rename, and judge each where it now lies; the job records every refusal.
 
         Returns None when another worker took the job first. Raises OSError (nothing is
         taken) when the first entry cannot be moved; SpoolError when the spool's own folders
-        cannot be written. ``identity``: (device, inode) the manifest must have.
+        cannot be written. ``identity``: (device, inode) the manifest must have. With a
+        ``batch``, the taken folder is added to it, to be committed with the others
+        (:meth:`commit_batch`), instead of committed at once.
         """
         # The plan goes into job.json before anything moves, so that recovery can finish it.
         intake.documents = [source.target for source in sources]
@@ -249,7 +251,6 @@ class Spool:
                     if reason:
                         intake.refuse(codes.INPUT_REFUSED,
                                f"{shown(source.target)}: {reason}; it was not sent")
-                os.fsync(docs_fd)
         except SpoolError:
             if taken:
                 assembly.abandon()  # what is taken is finished by the next recovery
@@ -272,6 +273,9 @@ class Spool:
             if reason:
                 intake.refuse(codes.CONTROL_CHARACTERS, reason)
         log.info("→ %s taken from %s", intake.id, self._masked(intake.source))
+        if batch is not None:
+            batch.append(Taken(assembly, intake))
+            return intake
         return self.commit(assembly, intake)
 
     def _masked(self, source: str) -> str:

@@ -33,7 +33,7 @@ from ..domain.errors import DocumentError
 from ..fsutil import write_atomic
 from .detect import HEAD_BYTES, classify
 from .images import image_to_pdf
-from .pdfinput import pdf_to_paper
+from .pdfinput import pdf_onto_paper
 from .rendered import Rendered
 from .source import DEFAULT_MAX_INPUT_BYTES, read_document
 from .text import text_to_pdf
@@ -87,12 +87,13 @@ def render_pdf(
     if len(parts) == 1:
         # One document (the common case): its PDF is the result already. Joining would parse
         # and write it once more, which costs as much again as rendering it.
-        pages = len(PdfReader(io.BytesIO(parts[0])).pages)
-        size = write_atomic(out, parts[0])
+        [(data, counted)] = parts
+        pages = counted if counted is not None else len(PdfReader(io.BytesIO(data)).pages)
+        size = write_atomic(out, data)
     else:
         writer = PdfWriter()
-        for part in parts:
-            for page in PdfReader(io.BytesIO(part)).pages:
+        for data, _ in parts:
+            for page in PdfReader(io.BytesIO(data)).pages:
                 writer.add_page(page)
         size = write_atomic(out, writer.write)
         pages = len(writer.pages)
@@ -114,8 +115,9 @@ def render_document(
     *,
     font: Path | None = None,
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
-) -> bytes:
-    """One document as a PDF of its own, every page fitting ``page_size``.
+) -> tuple[bytes, int | None]:
+    """One document as a PDF of its own, every page fitting ``page_size``, and its page
+    count where that is known without reading the PDF once more (``None`` otherwise).
 
     Raises :class:`~faxgw.domain.errors.DocumentError` and nothing else for a bad document.
     """
@@ -125,14 +127,15 @@ def render_document(
     data, size = read_document(path, max_input_bytes)
     kind = classify(name, data[:HEAD_BYTES], size)
     with _translated(name, kind):
+        pages: int | None = None
         if kind == "pdf":
-            part = pdf_to_paper(data, name, page_size)
+            part, pages = pdf_onto_paper(data, name, page_size)
         elif kind == "text":
             part = text_to_pdf(data, name, page_size, font)
         else:
             part = image_to_pdf(data, kind, page_size)
     log.debug("%s: %s, %d bytes, rendered", name, kind, len(data))
-    return part
+    return part, pages
 
 
 # What the libraries raise for input they cannot read. Broken PDFs also surface as plain

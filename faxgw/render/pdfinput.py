@@ -64,6 +64,12 @@ def pdf_to_paper(data: bytes, name: str, page_size: tuple[float, float]) -> byte
     pypdf's own exceptions pass through for the caller to translate (pdfium could not read
     the file either).
     """
+    return pdf_onto_paper(data, name, page_size)[0]
+
+
+def pdf_onto_paper(data: bytes, name: str, page_size: tuple[float, float]) -> tuple[bytes, int]:
+    """:func:`pdf_to_paper`, with the page count of the PDF it returns (known by then, so
+    the caller need not read the PDF once more to count them)."""
     _check_complete(data, name)
     try:
         return _onto_paper(data, name, page_size)
@@ -117,9 +123,28 @@ def pdfium_copy(data: bytes, name: str) -> bytes | None:
             document.close()
 
 
-def _onto_paper(data: bytes, name: str, page_size: tuple[float, float]) -> bytes:
-    """:func:`pdf_to_paper` with pypdf alone."""
-    reader = PdfReader(io.BytesIO(data), strict=False)
+def _onto_paper(data: bytes, name: str, page_size: tuple[float, float]) -> tuple[bytes, int]:
+    """:func:`pdf_onto_paper` with pypdf alone.
+
+    A sound file (every object read by the strict reader) is read once, by that reader; the
+    lenient reader, which reads around damage, is used only where the strict one gives up,
+    and what it reads is never attached as read (:func:`_passes_through`).
+    """
+    strict = _sound_reader(data)
+    if strict is not None:
+        try:
+            return _fitted(data, name, page_size, strict, sound=True)
+        except _FINAL:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any doubt: read leniently, as below
+            log.debug("%s: read leniently: %s: %s", name, type(exc).__name__, exc)
+    return _fitted(data, name, page_size, PdfReader(io.BytesIO(data), strict=False),
+                   sound=False)
+
+
+def _fitted(data: bytes, name: str, page_size: tuple[float, float], reader: PdfReader, *,
+            sound: bool) -> tuple[bytes, int]:
+    """The PDF ``reader`` reads (from ``data``) onto the paper, and its page count."""
     # pypdf already tried the empty user password when opening; documents "protected" only by
     # an owner password (no printing, no copying) open with it, and a fax may be sent.
     if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
@@ -148,11 +173,11 @@ def _onto_paper(data: bytes, name: str, page_size: tuple[float, float]) -> bytes
             # Decode the content now, so that a broken stream fails this document here.
             contents.get_data()
         transformations.append(fit_transformation(page, page_size, name=name, number=number))
-    if _passes_through(data, reader, transformations):
+    if sound and _passes_through(data, reader, transformations):
         # Already what would be sent, and read whole above: attached as it came, since
         # writing it anew costs as much as reading it and changes nothing on the page.
         log.debug("%s: already on the paper, attached as read", name)
-        return data
+        return data, count
     writer = PdfWriter()
     width, height = page_size
     for page, transformation in zip(pages, transformations, strict=True):
@@ -163,7 +188,7 @@ def _onto_paper(data: bytes, name: str, page_size: tuple[float, float]) -> bytes
             target.merge_transformed_page(page, transformation)
     buffer = io.BytesIO()
     writer.write(buffer)
-    return buffer.getvalue()
+    return buffer.getvalue(), count
 
 
 #: What in a document catalog keeps a PDF from being attached as read: forms, scripts and
@@ -174,9 +199,10 @@ _NOT_PASSED_THROUGH = ("/AcroForm", "/Names", "/AA", "/JavaScript", "/Collection
 
 def _passes_through(data: bytes, reader: PdfReader,
                     transformations: list[Transformation | None]) -> bool:
-    """Whether the PDF may be attached byte for byte: every page already on the paper, no
-    encryption (an owner password is removed by writing it anew), nothing but pages, and
-    nothing before its header (which lenient readers skip and a fax service may not)."""
+    """Whether the PDF, read whole by the strict reader (:func:`_sound_reader`), may be
+    attached byte for byte: every page already on the paper, no encryption (an owner
+    password is removed by writing it anew), nothing but pages, and nothing before its
+    header (which lenient readers skip and a fax service may not)."""
     if not data.startswith(b"%PDF-") or reader.is_encrypted:
         return False
     if any(t is not None for t in transformations):
@@ -187,29 +213,30 @@ def _passes_through(data: bytes, reader: PdfReader,
     opens = catalog.get("/OpenAction")
     if opens is not None and not isinstance(opens.get_object(), ArrayObject):
         return False  # an action (a script, a launch), not a destination
-    if any(key in catalog for key in _NOT_PASSED_THROUGH):
-        return False
-    return _sound(data)
+    return not any(key in catalog for key in _NOT_PASSED_THROUGH)
 
 
-def _sound(data: bytes) -> bool:
-    """Whether every object the cross-reference table lists reads without repair: the
-    lenient reader reads around damage (a lost ``endstream``, a table that lists objects
-    that are not there), which a fax service's reader may not, so such a file is written
-    anew (or given to pdfium) rather than passed on."""
+def _sound_reader(data: bytes) -> PdfReader | None:
+    """The strict reader of ``data`` with every object the cross-reference table lists read
+    (and kept), or ``None`` if any needs repair: the lenient reader reads around damage (a
+    lost ``endstream``, a table that lists objects that are not there), which a fax
+    service's reader may not, so such a file is written anew (or given to pdfium) rather
+    than passed on. An encrypted file is left to the lenient path (its password first)."""
     try:
         reader = PdfReader(io.BytesIO(data), strict=True)
+        if reader.is_encrypted:
+            return None
         for generation, numbers in reader.xref.items():
             for number in numbers:
                 if reader.get_object(IndirectObject(number, generation, reader)) is None:
-                    return False
+                    return None
         for number in reader.xref_objStm:
             if reader.get_object(IndirectObject(number, 0, reader)) is None:
-                return False
-    except Exception as exc:  # noqa: BLE001 - any doubt: the file is written anew instead
-        log.debug("not passed through as read: %s: %s", type(exc).__name__, exc)
-        return False
-    return True
+                return None
+    except Exception as exc:  # noqa: BLE001 - any doubt: the file is read leniently instead
+        log.debug("not read strictly: %s: %s", type(exc).__name__, exc)
+        return None
+    return reader
 
 
 def _declared_page_count(reader: PdfReader) -> int | None:
