@@ -33,6 +33,8 @@ from faxgw.domain.errors import ConfigError, StoreError
 from faxgw.domain.jobs import Job, JobState, new_job_id
 from faxgw.ports import JobStore
 from faxgw.store.postgres import SCHEMA_VERSION, PostgresJobStore, describe, migrate_schema
+from faxgw.store.postgres.connection import Database
+from faxgw.store.postgres.pool import PooledConnections
 from faxgw.testing.smtp_server import FaxSMTPServer
 
 from .conftest import PASSWORD, USER, FakeClock, MakeConfig
@@ -288,6 +290,22 @@ def _terminate(pid: int) -> None:
         admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
 
 
+def pooled_backends(database: Database) -> list[int]:
+    """The server processes of the idle connections in a store's pool."""
+    source = database.source
+    assert isinstance(source, PooledConnections) and source._pool is not None
+    return [db.info.backend_pid for db in list(source._pool._pool)]
+
+
+def terminate_pool(database: Database) -> list[int]:
+    """End every idle connection of a store's pool at the server; their processes."""
+    ended = pooled_backends(database)
+    assert ended
+    for pid in ended:
+        _terminate(pid)
+    return ended
+
+
 def test_the_store_connects_again_after_the_server_dropped_it(store: PostgresJobStore,
                                                               clock: FakeClock) -> None:
     """A connection the server ended (a restart, a failover, an administrator) is opened
@@ -295,11 +313,11 @@ def test_the_store_connects_again_after_the_server_dropped_it(store: PostgresJob
     runs again from its start, and nothing is written twice."""
     job = _job(created=clock())
     store.add(job)
-    _terminate(store._db.info.backend_pid)
+    terminate_pool(store._database)
     assert store.get(job.id).id == job.id
-    _terminate(store._db.info.backend_pid)
+    terminate_pool(store._database)
     store.add_event(job.id, "note", "once")
-    _terminate(store._db.info.backend_pid)
+    terminate_pool(store._database)
     [claimed] = store.claim_due(clock(), 10, owner="r1", lease_until=clock() + timedelta(
         seconds=60))
     assert claimed.id == job.id
@@ -407,8 +425,9 @@ def test_the_password_reaches_libpq_apart_from_the_url(
         store = open_store(config)
         try:
             assert isinstance(store, PostgresJobStore)
-            assert store._db.info.password == expected
-            assert expected not in store._db.info.dsn and expected not in store.where
+            password, dsn = store._read(lambda db: (db.info.password, db.info.dsn))
+            assert password == expected
+            assert expected not in dsn and expected not in store.where
         finally:
             store.close()
 

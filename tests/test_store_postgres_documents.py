@@ -29,7 +29,14 @@ from faxgw.store.postgres.documents import CHUNK_BYTES, DocumentTable
 from faxgw.testing.smtp_server import FaxSMTPServer
 
 from .conftest import FakeClock, MakeConfig
-from .test_store_postgres import _admin, _raw, migrated, schema  # noqa: F401
+from .test_store_postgres import (  # noqa: F401
+    _admin,
+    _raw,
+    migrated,
+    pooled_backends,
+    schema,
+    terminate_pool,
+)
 
 NUMBER = "+4930123456"
 
@@ -227,13 +234,9 @@ def test_the_table_connects_again_after_the_server_dropped_it(
     table = DocumentTable(migrated)
     try:
         table.put("j", [("job.json", source)])
-        assert table._db is not None
-        backend = table._db.info.backend_pid
-        with _admin() as admin:
-            assert admin.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone() == (
-                True,)
+        ended = terminate_pool(table._db())
         assert [item.path for item in table.listing("j")] == ["job.json"]
-        assert table._db is not None and table._db.info.backend_pid != backend
+        assert not set(pooled_backends(table._db())) & set(ended)
     finally:
         table.close()
 

@@ -1,6 +1,11 @@
 """What gateways on several hosts coordinate through in PostgreSQL, beside the jobs.
 
-One connection of its own per runner (autocommit), apart from the store's:
+One connection of its own per runner (autocommit), apart from the store's pool: the turns
+are session advisory locks, which belong to the one session that took them (a pooled
+connection would hand them to whichever call gets it next, and a lock taken on one pooled
+connection could not be released or even seen from another); the slots, budgets and
+heartbeats go over it too, written without waiting for the WAL flush (see
+:meth:`PostgresCoordination._prepare`), which the job store's writes must never be:
 
 * **Connection slots** of a sending mailbox are rows of ``mailbox_slots``, one per (mailbox,
   slot), held by a runner for :data:`SLOT_LEASE_SECONDS` and renewed while its session is
@@ -38,18 +43,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import psycopg
+from typing import TypeVar
 
 from ...domain.errors import StoreError
-from .connect import connect, describe, error_text, scrub
+from .connect import describe
+from .connection import Connection, Database, DedicatedConnection
 from .rows import Row, utc
 from .wakeups import listen
 
 log = logging.getLogger("faxgw.store")
 
-Connection = psycopg.Connection[dict[str, Any]]
 T = TypeVar("T")
 
 #: A reservation whose runner never reported the answer stops counting after this long.
@@ -78,7 +81,11 @@ class PostgresCoordination:
         self.window_seconds = window_seconds
         self.slot_lease_seconds = slot_lease_seconds
         self._conninfo, self._password, self._ca_file = conninfo, password, ca_file
-        self._db: Connection | None = None
+        self._database = Database(
+            DedicatedConnection(conninfo, password=password, ca_file=ca_file,
+                                prepare=self._prepare),
+            where=self.where, password=password, prefix=f"job store {self.where}: ",
+            what="coordination")
         #: Advisory locks held (turns): (key text, number).
         self._held: set[tuple[str, int]] = set()
         #: Connection slots held, (mailbox, slot), with the moment (this process's monotonic
@@ -94,44 +101,28 @@ class PostgresCoordination:
 
     # -- the connection ------------------------------------------------------------------
 
-    def _run(self, work: Callable[[Connection], T]) -> T:
-        """``work`` on the connection; once more on a new one (which first takes back the
-        locks held) when the server dropped it. Driver errors as StoreError, naming the
-        database, never its password."""
+    def _run(self, work: Callable[[Connection], T], *, transaction: bool = False) -> T:
+        """``work`` on the connection (in one transaction when ``transaction``); once more
+        on a new one (which first takes back the locks held) when the server dropped it
+        (:class:`~faxgw.store.postgres.connection.Database`). Driver errors as StoreError,
+        naming the database, never its password."""
         if self._closed:
             raise StoreError(f"job store {self.where}: the coordination is closed")
-        for attempt in (1, 2):
-            try:
-                if self._db is None or self._db.closed:
-                    self._reconnect()
-                assert self._db is not None
-                return work(self._db)
-            except psycopg.OperationalError as exc:
-                if attempt == 2 or self._db is None or not self._db.closed:
-                    raise self._error(exc) from None
-                log.info("the coordination's database connection was lost (%s): "
-                         "connecting again", scrub(error_text(exc), self._password))
-            except psycopg.Error as exc:
-                raise self._error(exc) from None
-        raise AssertionError("unreachable")
+        if transaction:
+            return self._database.transact(work)
+        return self._database.read(work)
 
-    def _error(self, exc: psycopg.Error) -> StoreError:
-        return StoreError(f"job store {self.where}: {scrub(error_text(exc), self._password)}")
-
-    def _reconnect(self) -> None:
+    def _prepare(self, db: Connection) -> None:
+        """A new connection, before its first use: its settings, and the locks held."""
         # Slots are rows, not locks: they outlive the connection (see the module's notes).
-        if self._db is not None:
-            self._db.close()
-            self._db = None  # a failed connect is tried again at the next call
-        self._db = connect(self._conninfo, password=self._password, ca_file=self._ca_file)
         # What this connection writes (message budgets, heartbeats) may be lost in a crash of
         # the database server without harm: a budget a few messages generous for a minute.
         # Not waiting for the WAL flush saves a disk flush per message.
-        self._db.execute("SET synchronous_commit = off")
+        db.execute("SET synchronous_commit = off")
         # The reservations made on the old connection were committed: they stay counted
         # and age out; only the locks went with the connection.
         for key, number in sorted(self._held):
-            row = self._db.execute(f"SELECT {_LOCK} AS got", (key, number)).fetchone()
+            row = db.execute(f"SELECT {_LOCK} AS got", (key, number)).fetchone()
             if row is None or not row["got"]:
                 self._held.discard((key, number))
                 log.warning("! lost %s #%d while the database connection was down: another "
@@ -224,29 +215,28 @@ class PostgresCoordination:
         """Reserve a place in ``mailbox``'s budget: 0 when reserved, else seconds to wait."""
 
         def work(db: Connection) -> tuple[float, int | None]:
-            with db.transaction():
-                db.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || %s), 0)",
-                           (f":budget:{mailbox}",))
-                db.execute("DELETE FROM mailbox_sends WHERE mailbox = %s AND (answered AND"
-                           " at <= now() - make_interval(secs => %s)"
-                           " OR at <= now() - make_interval(secs => %s))",
-                           (mailbox, self.window_seconds, UNANSWERED_SECONDS))
-                row = db.execute(
-                    "SELECT count(*) AS n, extract(epoch FROM min(at) FILTER (WHERE answered)"
-                    " + make_interval(secs => %s) - now()) AS wait"
-                    " FROM mailbox_sends WHERE mailbox = %s",
-                    (self.window_seconds, mailbox)).fetchone()
-                assert row is not None
-                if row["n"] >= per_minute:
-                    # Every place under way (no answer to wait for yet): ask again soon.
-                    wait = float(row["wait"]) if row["wait"] is not None else 0.25
-                    return max(0.05, wait), None
-                made = db.execute("INSERT INTO mailbox_sends (mailbox, at) VALUES (%s, now())"
-                                  " RETURNING id", (mailbox,)).fetchone()
-                assert made is not None
-                return 0.0, int(made["id"])
+            db.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || %s), 0)",
+                       (f":budget:{mailbox}",))
+            db.execute("DELETE FROM mailbox_sends WHERE mailbox = %s AND (answered AND"
+                       " at <= now() - make_interval(secs => %s)"
+                       " OR at <= now() - make_interval(secs => %s))",
+                       (mailbox, self.window_seconds, UNANSWERED_SECONDS))
+            row = db.execute(
+                "SELECT count(*) AS n, extract(epoch FROM min(at) FILTER (WHERE answered)"
+                " + make_interval(secs => %s) - now()) AS wait"
+                " FROM mailbox_sends WHERE mailbox = %s",
+                (self.window_seconds, mailbox)).fetchone()
+            assert row is not None
+            if row["n"] >= per_minute:
+                # Every place under way (no answer to wait for yet): ask again soon.
+                wait = float(row["wait"]) if row["wait"] is not None else 0.25
+                return max(0.05, wait), None
+            made = db.execute("INSERT INTO mailbox_sends (mailbox, at) VALUES (%s, now())"
+                              " RETURNING id", (mailbox,)).fetchone()
+            assert made is not None
+            return 0.0, int(made["id"])
 
-        wait, reservation = self._run(work)
+        wait, reservation = self._run(work, transaction=True)
         if reservation is not None:
             self._reserved.setdefault(mailbox, deque()).append(reservation)
         return wait
@@ -285,14 +275,13 @@ class PostgresCoordination:
         """Say this runner is alive (``hosts``: owner, host name, process, last heartbeat)."""
 
         def work(db: Connection) -> None:
-            with db.transaction():
-                db.execute("INSERT INTO hosts (owner, host, pid) VALUES (%s, %s, %s)"
-                           " ON CONFLICT (owner) DO UPDATE SET last_seen = now()",
-                           (self.owner, socket.gethostname(), os.getpid()))
-                db.execute("DELETE FROM hosts WHERE last_seen < now()"
-                           " - make_interval(secs => %s)", (FORGET_HOSTS_SECONDS,))
+            db.execute("INSERT INTO hosts (owner, host, pid) VALUES (%s, %s, %s)"
+                       " ON CONFLICT (owner) DO UPDATE SET last_seen = now()",
+                       (self.owner, socket.gethostname(), os.getpid()))
+            db.execute("DELETE FROM hosts WHERE last_seen < now()"
+                       " - make_interval(secs => %s)", (FORGET_HOSTS_SECONDS,))
 
-        self._run(work)
+        self._run(work, transaction=True)
 
     def leave(self) -> None:
         """This runner stops: its row goes."""
@@ -316,8 +305,7 @@ class PostgresCoordination:
         self._closed = True
         self._held.clear()
         self._slots.clear()
-        if self._db is not None:
-            self._db.close()
+        self._database.close()
 
 
 def hosts(db: Connection) -> list[Row]:

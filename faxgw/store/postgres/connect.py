@@ -47,8 +47,7 @@ def connect(conninfo: str, *, password: str | None = None,
     ``ca_file`` makes the server prove who it is: ``sslmode=verify-full`` against that CA.
     """
     try:
-        return psycopg.connect(conninfo, autocommit=True, row_factory=dict_row,
-                               **_parameters(password, ca_file))
+        return psycopg.connect(conninfo, **connection_kwargs(password, ca_file))
     except psycopg.Error as exc:
         raise StoreError(f"job store {describe(conninfo)}: cannot connect: "
                          f"{scrub(error_text(exc), password)}") from None
@@ -63,6 +62,12 @@ async def connect_async(conninfo: str, *, password: str | None = None,
     except psycopg.Error as exc:
         raise StoreError(f"job store {describe(conninfo)}: cannot connect: "
                          f"{scrub(error_text(exc), password)}") from None
+
+
+def connection_kwargs(password: str | None, ca_file: Path | None) -> dict[str, Any]:
+    """What :func:`connect` opens a connection with, besides the connection string (the
+    pool of :mod:`~faxgw.store.postgres.pool` opens its connections the same way)."""
+    return {"autocommit": True, "row_factory": dict_row, **_parameters(password, ca_file)}
 
 
 def _parameters(password: str | None, ca_file: Path | None) -> dict[str, Any]:

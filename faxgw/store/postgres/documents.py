@@ -9,14 +9,15 @@ the file's size; and a chunk row is an ordinary row, deleted with its job (large
 would need ``lo_unlink`` and a transaction for every read). Faxes are compressed already
 (PDF, TIFF G4): the chunks are stored without TOAST compression (``STORAGE EXTERNAL``).
 
-The connection is this table's own (the job store's belongs to the event loop; files are
-stored from the intake's thread), opened when first needed, opened again once when the
-server dropped it, and held by one thread at a time.
+Connections come from the process's pool for the database, shared with the job store
+(:mod:`~faxgw.store.postgres.pool`): each call takes one for as long as it runs, so files are
+stored from the intake's thread while the event loop and the console use others. The pool is
+taken when first needed; what is tried again after a dropped connection is decided in one
+place (:class:`~faxgw.store.postgres.connection.Database`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import weakref
@@ -29,9 +30,9 @@ from typing import Any, TypeVar
 import psycopg
 
 from ...domain.errors import StoreError
-from .connect import connect, describe, error_text, scrub
-
-log = logging.getLogger("faxgw.store")
+from .connect import describe
+from .connection import Connection, Database
+from .pool import PooledConnections
 
 #: The tables, created by schema step 2.
 DDL: tuple[str, ...] = (
@@ -89,13 +90,10 @@ class StoredFile:
         return int(self.stored.timestamp() * 1_000_000) * 1000
 
 
-def _close_all(connections: list[psycopg.Connection[Any]]) -> None:
-    for db in connections:
-        try:
-            db.close()
-        except psycopg.Error:
-            pass
-    connections.clear()
+def _give_back(database: list[Database]) -> None:
+    for each in database:
+        each.close()
+    database.clear()
 
 
 def safe_path(path: str) -> PurePosixPath:
@@ -117,49 +115,39 @@ class DocumentTable:
         self.where = describe(conninfo)
         self._password = password
         self._ca_file = ca_file
-        self._db: psycopg.Connection[dict[str, Any]] | None = None
-        self._lock = threading.RLock()
-        # Short-lived users (a command, a console page) let the table go without closing it:
-        # its connection is closed with it, never left to the garbage collector.
-        self._opened: list[psycopg.Connection[Any]] = []
-        weakref.finalize(self, _close_all, self._opened)
+        self._lock = threading.Lock()
+        # The share of the pool, once taken. Short-lived users (a command, a console page)
+        # let the table go without closing it: its share is given back with it, never left
+        # to the garbage collector.
+        self._database: list[Database] = []
+        weakref.finalize(self, _give_back, self._database)
 
-    # -- the connection ------------------------------------------------------------------
+    # -- the connections -----------------------------------------------------------------
 
-    def _run(self, work: Callable[[psycopg.Connection[dict[str, Any]]], T]) -> T:
-        """``work`` on the connection; once again on a new one when the server dropped it."""
+    def _db(self) -> Database:
+        """The table's share of the pool, taken when first needed (again after a close)."""
         with self._lock:
-            for attempt in (1, 2):
-                if self._db is None or self._db.closed:
-                    self._db = connect(self.conninfo, password=self._password,
-                                       ca_file=self._ca_file)
-                    self._opened[:] = [self._db]
-                try:
-                    return work(self._db)
-                except psycopg.OperationalError as exc:
-                    self._drop()
-                    if attempt == 2:
-                        raise self._error(exc) from None
-                    log.info("the database connection for job files was lost (%s): "
-                             "connecting again", self._scrub(error_text(exc)))
-                except psycopg.Error as exc:
-                    raise self._error(exc) from None
-            raise AssertionError("unreachable")
+            if not self._database:
+                self._database.append(Database(
+                    PooledConnections(self.conninfo, password=self._password,
+                                      ca_file=self._ca_file),
+                    where=self.where, password=self._password,
+                    prefix=f"job files in {self.where}: ", what="job files"))
+            return self._database[0]
 
-    def _drop(self) -> None:
-        self._db = None
-        _close_all(self._opened)
+    def _run(self, work: Callable[[Connection], T]) -> T:
+        """``work`` (reads, or statements that may run twice) on a connection of the pool;
+        once more on a new one when the server dropped it."""
+        return self._db().read(work)
 
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self._password)
-
-    def _error(self, exc: psycopg.Error) -> StoreError:
-        return StoreError(f"job files in {self.where}: {self._scrub(error_text(exc))}")
+    def _transact(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in one transaction, run again only if it failed before its commit."""
+        return self._db().transact(work)
 
     def close(self) -> None:
-        """Close the connection (a later call opens it again)."""
+        """Give the connections back (a later call takes them again)."""
         with self._lock:
-            self._drop()
+            _give_back(self._database)
 
     # -- storing -------------------------------------------------------------------------
 
@@ -172,10 +160,10 @@ class DocumentTable:
         every file of the job)."""
         items = [(str(safe_path(path)), local) for path, local in files]
 
-        def work(db: psycopg.Connection[dict[str, Any]]) -> None:
+        def work(db: Connection) -> None:
             # One pipeline: the statements go out without waiting for each answer, so a job's
             # files cost about one round trip to the server, not one per statement.
-            with db.pipeline() as pipeline, db.transaction():
+            with db.pipeline() as pipeline:
                 if replace is not None:
                     db.execute("DELETE FROM job_files WHERE job_id = %s AND "
                                "starts_with(path, %s)", (job_id, replace))
@@ -183,11 +171,11 @@ class DocumentTable:
                     deleted = replace is not None and path.startswith(replace)
                     self._put_one(db, pipeline, job_id, path, local, deleted=deleted)
 
-        self._run(work)
+        self._transact(work)
 
     @staticmethod
-    def _put_one(db: psycopg.Connection[dict[str, Any]], pipeline: psycopg.Pipeline,
-                 job_id: str, path: str, local: Path, *, deleted: bool) -> None:
+    def _put_one(db: Connection, pipeline: psycopg.Pipeline, job_id: str, path: str,
+                 local: Path, *, deleted: bool) -> None:
         # The file lies in the gateway's private job folder; a link there is never followed.
         fd = os.open(local, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as file:
@@ -218,16 +206,21 @@ class DocumentTable:
         """Hand the file's bytes to ``sink`` chunk by chunk (streamed: one chunk in memory at
         a time); the bytes read."""
 
-        def work(db: psycopg.Connection[dict[str, Any]]) -> int:
+        def work(db: Connection) -> int:
             total = 0
-            with db.cursor() as cursor:
-                rows: Iterator[dict[str, Any]] = cursor.stream(
-                    "SELECT data FROM job_file_chunks WHERE job_id = %s AND path = %s "
-                    "ORDER BY chunk", (job_id, path))
-                for row in rows:
-                    data = bytes(row["data"])
-                    sink(data)
-                    total += len(data)
+            try:
+                with db.cursor() as cursor:
+                    rows: Iterator[dict[str, Any]] = cursor.stream(
+                        "SELECT data FROM job_file_chunks WHERE job_id = %s AND path = %s "
+                        "ORDER BY chunk", (job_id, path))
+                    for row in rows:
+                        data = bytes(row["data"])
+                        sink(data)
+                        total += len(data)
+            except psycopg.Error as exc:
+                if total:  # read again, the sink would get those bytes twice
+                    raise self._db().error(exc, f"{path} of {job_id} broke off: ") from None
+                raise
             return total
 
         return self._run(work)
@@ -245,7 +238,7 @@ class DocumentTable:
         """Delete the files of ``job_ids`` (only those whose path starts with ``prefix``)."""
         ids = list(job_ids)
         if ids:
-            self._run(lambda db: db.execute(
+            self._transact(lambda db: db.execute(
                 "DELETE FROM job_files WHERE job_id = ANY(%s) AND starts_with(path, %s)",
                 (ids, prefix)))
 
@@ -255,13 +248,12 @@ class DocumentTable:
         if not ids:
             return
 
-        def work(db: psycopg.Connection[dict[str, Any]]) -> None:
-            with db.transaction():
-                db.execute("DELETE FROM job_files WHERE job_id = ANY(%s)", (ids,))
-                db.execute("INSERT INTO purged_jobs (job_id) SELECT unnest(%s::text[]) "
-                           "ON CONFLICT DO NOTHING", (ids,))
+        def work(db: Connection) -> None:
+            db.execute("DELETE FROM job_files WHERE job_id = ANY(%s)", (ids,))
+            db.execute("INSERT INTO purged_jobs (job_id) SELECT unnest(%s::text[]) "
+                       "ON CONFLICT DO NOTHING", (ids,))
 
-        self._run(work)
+        self._transact(work)
 
     def purged(self, job_ids: Iterable[str]) -> set[str]:
         """Those of ``job_ids`` that were purged."""
@@ -278,7 +270,7 @@ class DocumentTable:
         with it: its own folder would have registered them again), and the ids of jobs
         purged longer ago than :data:`PURGED_KEPT_SECONDS`; how many files."""
 
-        def work(db: psycopg.Connection[dict[str, Any]]) -> int:
+        def work(db: Connection) -> int:
             cursor = db.execute(
                 "DELETE FROM job_files f WHERE stored < now() - make_interval(secs => %s) "
                 "AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = f.job_id)",
@@ -287,4 +279,4 @@ class DocumentTable:
                        "%s)", (PURGED_KEPT_SECONDS,))
             return cursor.rowcount
 
-        return self._run(work)
+        return self._transact(work)

@@ -1,7 +1,9 @@
 """The PostgreSQL job store: one record of truth shared by gateways on several hosts.
 
-Every write is one short transaction (the connection is in autocommit mode between them), so
-no transaction stays open while a fax is being sent. A claim reads the due jobs with ``SELECT …
+Every write is one short transaction (connections are in autocommit mode between them), so
+no transaction stays open while a fax is being sent. Each call takes a connection of the
+process's pool for its database (:mod:`~faxgw.store.postgres.pool`) for as long as it runs:
+the store may be used from several threads at once. A claim reads the due jobs with ``SELECT …
 FOR UPDATE SKIP LOCKED`` and marks them in the same transaction: two runners claiming at once
 each get other jobs, and neither waits for the other. Outcomes lock the job's row first
 (``FOR UPDATE``), so the check of its state and owner and the change are one step.
@@ -80,10 +82,9 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
         self._database_clock = database_clock
         self._coordinations: list[PostgresCoordination] = []
         try:
-            with self._errors():
-                check(self._db, self.where)
+            self._read(lambda db: check(db, self.where))
         except BaseException:
-            self._db.close()
+            self.close()
             raise
 
     # -- reading -------------------------------------------------------------------------
