@@ -31,6 +31,8 @@ from ..domain.jobs import utcnow
 from ..domain.reports import Report
 from ..engine.confirmations import PollSummary, ReportReader
 from ..engine.notify import Notifier, NotifySummary
+from ..engine.pacing import WINDOW_SECONDS
+from ..engine.runners import runner_id
 from ..inbox import open_inbox
 from ..intake.layout import SpoolLayout
 from ..intake.register import default_sender
@@ -97,6 +99,8 @@ class Checker:
         self.turns = turns
         self.store = store if store is not None else open_store(config, clock=clock)
         self._own_store = store is None
+        if self._own_store and turns is ONE_HOST:
+            self.turns = _turns_of(config, self.store)
         self.credentials = credentials if credentials is not None else make_credentials(config)
         self.mailbox = default_sender(config)
         self.inbox = open_inbox(config, self.credentials, self.mailbox)
@@ -127,6 +131,18 @@ class Checker:
             await self.inbox.close()
         if self._own_store:
             self.store.close()
+
+
+def _turns_of(config: Config, store: JobStore) -> Singletons:
+    """A one-shot round's turns (``faxgw reports --poll``, ``faxgw run --once``): with a
+    shared database, those of the hosts sharing it, so that the mailbox is not read while a
+    service on another host reads it (closed with the store)."""
+    if config.store.postgres:
+        from ..store.postgres import PostgresJobStore
+
+        if isinstance(store, PostgresJobStore):
+            return store.coordination(runner_id(), window_seconds=WINDOW_SECONDS)
+    return ONE_HOST
 
 
 def check_once(config: Config) -> CheckSummary:
