@@ -30,6 +30,10 @@ from .worker import Worker
 log = logging.getLogger("faxgw.scheduler")
 
 SWEEP_SECONDS = 1.0
+#: Each sweep comes up to this part of :data:`SWEEP_SECONDS` late, at random: runners that
+#: share a spool or a database and started at nearly the same moment would otherwise sweep
+#: in the same order every time, and the first would take every job that became due.
+SWEEP_JITTER = 0.5
 PURGE_SECONDS = 3600.0
 #: A round that keeps failing the same way is logged once per this long.
 REPEAT_LOG_SECONDS = 300.0
@@ -60,7 +64,8 @@ class Service:
                                   "max_instances": 1}
         jobs: list[dict[str, Any]] = [
             {"func": self._wake.set, "trigger": "interval", "seconds": self.sweep_seconds,
-             "id": "sweep", "next_run_time": datetime.now().astimezone(), **common},
+             "jitter": self.sweep_seconds * SWEEP_JITTER, "id": "sweep",
+             "next_run_time": datetime.now().astimezone(), **common},
             {"func": self._purge, "trigger": "interval", "seconds": PURGE_SECONDS,
              "id": "purge", **common},
         ]
