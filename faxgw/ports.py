@@ -283,6 +283,11 @@ class JobStore(abc.ABC):
         A job added with ``job.preparing`` set is not claimed until that is cleared."""
 
     @abc.abstractmethod
+    def add_all(self, jobs: Sequence[tuple[Job, str]]) -> None:
+        """:meth:`add` for each job (with its event's detail) in one transaction: all are
+        stored, or none is (StoreError, e.g. one of them is stored already)."""
+
+    @abc.abstractmethod
     def get(self, job_id: str) -> Job:
         """The job with this id, or a unique prefix of it; raises JobNotFoundError."""
 
@@ -329,18 +334,10 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def transition(
-        self,
-        job_id: str,
-        target: JobState,
-        *,
-        event: str,
-        detail: str = "",
-        code: int | None = None,
-        error: str | None = None,
-        next_attempt_at: datetime | None = None,
-        count_attempt: bool = False,
-        expect: Iterable[JobState] | None = None,
-        owner: str | None = None,
+        self, job_id: str, target: JobState, *, event: str, detail: str = "",
+        code: int | None = None, error: str | None = None,
+        next_attempt_at: datetime | None = None, count_attempt: bool = False,
+        expect: Iterable[JobState] | None = None, owner: str | None = None,
         fields: dict[str, object] | None = None,
     ) -> Job:
         """Move a job to ``target`` and append its history event in one transaction.

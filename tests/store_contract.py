@@ -211,6 +211,31 @@ class JobStoreContract:
         assert [(e.event, e.detail) for e in store.history("job-1")] == [("accepted", "first")]
         assert sum(store.counts().values()) == 1
 
+    def test_add_all_stores_every_job_with_its_event(self, store: JobStore,
+                                                     clock: FakeClock) -> None:
+        failed = new_job(clock(), job_id="job-2", state=JobState.FAILED,
+                         code=codes.INVALID_NUMBER, error="not a fax number")
+        store.add_all([(new_job(clock(), job_id="job-1"), "one"), (failed, "two")])
+        assert store.get("job-1").state is JobState.QUEUED
+        assert store.get("job-2").code == codes.INVALID_NUMBER
+        assert store.history("job-2") == [HistoryEvent(
+            "job-2", clock(), "accepted", JobState.FAILED, codes.INVALID_NUMBER, "two")]
+        assert [(e.event, e.detail) for e in store.history("job-1")] == [("accepted", "one")]
+        store.add_all([])
+        assert sum(store.counts().values()) == 2
+
+    def test_add_all_stores_none_when_one_is_stored_already(self, store: JobStore,
+                                                            clock: FakeClock) -> None:
+        store.add(new_job(clock(), job_id="job-2", subject="first"), detail="first")
+        with pytest.raises(StoreError):
+            store.add_all([(new_job(clock(), job_id="job-1"), ""),
+                           (new_job(clock(), job_id="job-2", subject="second"), "second"),
+                           (new_job(clock(), job_id="job-3"), "")])
+        assert not store.exists("job-1") and not store.exists("job-3")
+        assert store.get("job-2").subject == "first"
+        assert [e.detail for e in store.history("job-2")] == ["first"]
+        assert store.history("job-1") == []
+
     def test_exists_needs_the_exact_id(self, store: JobStore, clock: FakeClock) -> None:
         store.add(new_job(clock(), job_id="job-123"))
         assert store.exists("job-123")

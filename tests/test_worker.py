@@ -15,10 +15,11 @@ from pypdf import PdfReader
 from faxgw.app.wiring import build_worker
 from faxgw.config import Config
 from faxgw.domain import codes
-from faxgw.domain.errors import ConfigError
+from faxgw.domain.errors import ConfigError, StoreError
 from faxgw.domain.jobs import JobState
+from faxgw.engine.outcomes import RunSummary
 from faxgw.engine.worker import Worker
-from faxgw.intake.register import register
+from faxgw.intake.register import register, register_all
 from faxgw.intake.spool import Spool
 from faxgw.testing.smtp_server import FaxSMTPServer
 
@@ -437,4 +438,30 @@ def test_a_stop_while_files_are_still_taken_ends_the_round_cleanly(
     _run(worker)
     assert len(smtp_server.messages) == 60
     assert {j.state for j in worker.store.list_jobs()} == {JobState.SENT}
+    worker.close()
+
+
+def test_a_batch_one_of_which_is_stored_already_registers_the_others_one_by_one(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, samples: Path
+) -> None:
+    """Taken folders are registered in one transaction; when the store refuses one of them,
+    none is stored that way, and each is then registered (and answered) on its own."""
+    config = make_config(smtp_server)
+    worker = build_worker(config)
+    worker.startup()
+    intakes = [worker.spool.submit("+4930123456", [samples / "note.txt"]) for _ in range(3)]
+    register(intakes[1], config=config, store=worker.store, documents=worker.spool)
+    with pytest.raises(StoreError):
+        register_all(intakes, config=config, store=worker.store, documents=worker.spool)
+    assert not worker.store.exists(intakes[0].id) and not worker.store.exists(intakes[2].id)
+
+    summary = RunSummary()
+    queued = worker._register_batch(intakes, summary)
+    assert [job.id for job in queued] == [intakes[0].id, intakes[2].id]
+    assert summary.taken == 2
+    for intake in intakes:
+        assert [e.event for e in worker.store.history(intake.id)] == ["accepted"]
+    for job in queued:  # not rendered here: rendered when they are sent, as after a stop
+        worker._unmark(job.id)
+    assert _run(worker).sent == 3
     worker.close()

@@ -29,7 +29,7 @@ from ..domain.errors import JobError, StoreError
 from ..domain.jobs import Job, JobState, utcnow
 from ..domain.retry import age_from_after_wait
 from ..intake.job_file import Intake
-from ..intake.register import register
+from ..intake.register import register, register_all
 from ..intake.spool import Spool
 from ..ports import CredentialProvider, JobStore, Session, Transport
 from .accounts import AccountGate
@@ -286,7 +286,15 @@ class Worker(MailboxSessions):
         """Register taken job folders; the queued ones, to be rendered. Registered as being
         prepared by this runner: no claim takes them before they are rendered, while jobs
         taken before these may be claimed and sent meanwhile."""
-        jobs = [job for job in map(self._register, intakes) if job is not None]
+        try:
+            # One transaction for the batch; should any of them spoil it (a store that
+            # refuses one), each is registered, and answered, on its own.
+            jobs = register_all(intakes, config=self.config, store=self.store,
+                                documents=self.spool, preparing=self.owner)
+        except Exception as exc:  # noqa: BLE001 - one item never stops the intake
+            log.debug("registering %d job(s) together failed (%s): one by one", len(intakes),
+                      exc)
+            jobs = [job for job in map(self._register, intakes) if job is not None]
         self.spool.registered(job.id for job in jobs)
         summary.taken += len(jobs)
         return [job for job in jobs if job.state is JobState.QUEUED]

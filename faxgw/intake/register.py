@@ -94,6 +94,31 @@ def register(intake: Intake, *, config: Config, store: JobStore, documents: Docu
     ``preparing`` names the runner that renders the queued job next: no runner claims it
     until :func:`record_rendered` or :func:`refuse` clears the mark.
     """
+    job, detail = _job_of(intake, config, preparing)
+    store.add(job, detail=detail)
+    _settle(job, intake, documents, config)
+    return job
+
+
+def register_all(intakes: Sequence[Intake], *, config: Config, store: JobStore,
+                 documents: DocumentStore, preparing: str | None = None) -> list[Job]:
+    """:func:`register` for several job folders, stored in one transaction: all of them, or
+    none (the store's StoreError, or whatever judging one of them raised). Once they are
+    stored, a failed job whose originals cannot be moved aside is logged, not raised: the
+    others are stored too, and its originals stay in its folder."""
+    planned = [(_job_of(intake, config, preparing), intake) for intake in intakes]
+    store.add_all([(job, detail) for (job, detail), _ in planned])
+    for (job, _), intake in planned:
+        try:
+            _settle(job, intake, documents, config)
+        except Exception as exc:  # noqa: BLE001 - the job is stored; the rest go on
+            log.error("! %s: its originals could not be moved to the failed jobs (%s); they "
+                      "stay in its folder", job.id, exc)
+    return [job for (job, _), _ in planned]
+
+
+def _job_of(intake: Intake, config: Config, preparing: str | None) -> tuple[Job, str]:
+    """The job ``intake`` is to be stored as, and its ``accepted`` event's detail."""
     error_code, error = intake.error_code, intake.error
     if error is None and (refusal := _intake_refusal(intake, config)) is not None:
         error_code, error = refusal
@@ -117,19 +142,23 @@ def register(intake: Intake, *, config: Config, store: JobStore, documents: Docu
             job.recipient = rules.address_for(number)
     job.subject = shown(intake.subject) or rules.subject_for(job.number)
     job.message_id = message_id_for(job.id, sender)
-    digits = config.numbers.mask_digits
     if error is not None:
         job.state, job.code, job.error = JobState.FAILED, error_code or codes.INTERNAL, error
-        store.add(job, detail=f"from {job.source}; refused: {error}")
+        return job, f"from {job.source}; refused: {error}"
+    job.preparing = preparing
+    return job, f"from {job.source}, to {job.number} via {job.recipient}"
+
+
+def _settle(job: Job, intake: Intake, documents: DocumentStore, config: Config) -> None:
+    """After the store has ``job``: a failed job's originals go aside; say what became of it."""
+    digits = config.numbers.mask_digits
+    if job.state is JobState.FAILED:
         folder = documents.keep_failed(job.id)
         log.warning("! %s failed at intake (%s): %s; originals kept in %s", job.id, job.code,
-                    mask_numbers(error, (intake.number, job.number), digits), folder)
-        return job
-    job.preparing = preparing
-    store.add(job, detail=f"from {job.source}, to {job.number} via {job.recipient}")
+                    mask_numbers(job.error or "", (intake.number, job.number), digits), folder)
+        return
     log.info("→ %s queued: to %s, %d document(s)", job.id, mask(job.number, digits),
              len(job.documents))
-    return job
 
 
 def record_rendered(store: JobStore, job: Job, rendered: Rendered) -> Job:

@@ -11,7 +11,7 @@ each get other jobs, and neither waits for the other. Outcomes lock the job's ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -163,15 +163,28 @@ class PostgresJobStore(PostgresHousekeeping, PostgresReports, JobStore):
 
     def add(self, job: Job, *, detail: str = "") -> None:
         """Insert a new job with an ``accepted`` event."""
+        self.add_all([(job, detail)])
+
+    def add_all(self, jobs: Sequence[tuple[Job, str]]) -> None:
+        """Insert new jobs with their ``accepted`` events, all in one transaction (one round
+        trip to the server for the jobs, one for their events)."""
+        if not jobs:
+            return
 
         def work(db: Connection) -> None:
+            stamp = self._clock()
             try:
-                # A savepoint, so that a refused insert leaves nothing half done behind.
-                with db.transaction():
-                    db.execute(_INSERT, insert_values(job, self._clock()))
-            except psycopg.errors.UniqueViolation:
-                raise StoreError(f"job {job.id} is already stored") from None
-            self._event(db, job.id, "accepted", job.state, job.code, detail)
+                with db.cursor() as cursor:
+                    cursor.executemany(_INSERT, [insert_values(job, stamp) for job, _ in jobs])
+            except psycopg.errors.UniqueViolation as exc:
+                if len(jobs) == 1:
+                    raise StoreError(f"job {jobs[0][0].id} is already stored") from None
+                raise StoreError(f"one of {len(jobs)} jobs is already stored "
+                                 f"({exc.diag.message_detail}); none was stored") from None
+            with db.cursor() as cursor:
+                cursor.executemany(EVENT_INSERT, [
+                    (job.id, stamp, "accepted", job.state.value, job.code, detail)
+                    for job, detail in jobs])
 
         self._transact(work)
 

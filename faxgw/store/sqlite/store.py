@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -173,12 +173,17 @@ class SQLiteJobStore(SQLiteReports, JobStore):
 
     def add(self, job: Job, *, detail: str = "") -> None:
         """Insert a new job with an ``accepted`` event."""
+        self.add_all([(job, detail)])
+
+    def add_all(self, jobs: Sequence[tuple[Job, str]]) -> None:
+        """Insert new jobs with their ``accepted`` events, all in one transaction."""
         with self._write():
-            try:
-                self._db.execute(_INSERT, insert_values(job, self._clock()))
-            except sqlite3.IntegrityError:
-                raise StoreError(f"job {job.id} is already stored") from None
-            self._event(job.id, "accepted", job.state, job.code, detail)
+            for job, detail in jobs:
+                try:
+                    self._db.execute(_INSERT, insert_values(job, self._clock()))
+                except sqlite3.IntegrityError:
+                    raise StoreError(f"job {job.id} is already stored") from None
+                self._event(job.id, "accepted", job.state, job.code, detail)
 
     def claim_due(
         self, now: datetime, limit: int, *, owner: str, lease_until: datetime,
