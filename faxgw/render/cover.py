@@ -28,6 +28,7 @@ from fpdf import FPDF
 from fpdf.fonts import TTFFont
 
 from ..domain.errors import ConfigError
+from .fontcopy import font_for
 from .pdf import paper_size
 from .text import MARGIN, _close_fonts, _printable, resolve_font
 
@@ -145,7 +146,10 @@ def render_cover(
     # {pages} includes the cover itself; set it again if the cover ran onto more pages.
     for _ in range(3):
         values = _values(info, document_pages + cover_pages)
-        data, produced = _typeset(loaded, values, page_size, font_path)
+        font_used = font_path
+        if font_path is not None:  # a small copy of the font when it holds all the text
+            font_used = font_for("".join([*loaded.lines, *values.values()]), font_path)
+        data, produced = _typeset(loaded, values, page_size, font_used)
         if produced == cover_pages:
             break
         cover_pages = produced

@@ -20,6 +20,7 @@ from fpdf.fonts import TTFFont
 
 from ..domain.codes import DOCUMENT_UNREADABLE
 from ..domain.errors import DocumentError
+from .fontcopy import font_for
 
 log = logging.getLogger("faxgw.render")
 
@@ -67,6 +68,8 @@ def text_to_pdf(
             f"{name}: the text file contains no text", code=DOCUMENT_UNREADABLE, filename=name
         )
     font_path = resolve_font(Path(font) if font is not None else None)
+    if font_path is not None:
+        font_path = font_for(text, font_path)  # a small copy of it when it will do
     width, height = page_size
     pdf = FPDF(unit="pt", format=(width, height))
     try:
