@@ -181,6 +181,28 @@ def test_files_are_stored_before_the_job_is_handed_on_and_held_while_they_cannot
     assert set(_stored(migrated, held.id)) == {"job.json", "docs/second.txt"}
 
 
+def test_a_batch_of_drops_is_stored_in_one_go_all_or_nothing(
+    migrated: str, tmp_path: Path, make_config: MakeConfig, samples: Path,  # noqa: F811
+) -> None:
+    config = _host(make_config, tmp_path, "a", migrated)
+    spool = _cluster_spool(config)
+    for n in range(5):
+        drop = config.spool.dir / "outgoing" / f"+49301234{n:04d}"
+        drop.mkdir(parents=True)
+        (drop / "note.txt").write_bytes((samples / "note.txt").read_bytes())
+    [batch] = list(spool.scan_batches())
+    assert len(batch) == 5
+    for intake in batch:
+        assert set(_stored(migrated, intake.id)) == {"job.json", "docs/note.txt"}
+
+    # A job whose file cannot be read spoils the transaction: the other job keeps nothing.
+    folder = config.spool.dir / "jobs" / batch[0].id
+    with pytest.raises(OSError):
+        spool.table.put_all([("job-a", [("docs/note.txt", folder / "docs" / "note.txt")]),
+                             ("job-b", [("docs/gone.txt", folder / "docs" / "gone.txt")])])
+    assert _stored(migrated, "job-a") == {} and _stored(migrated, "job-b") == {}
+
+
 def test_a_large_file_travels_in_chunks_whole_and_private(
     migrated: str, tmp_path: Path,  # noqa: F811
 ) -> None:

@@ -90,6 +90,20 @@ class ClusterSpool(Spool):
 
     # -- taking: the files go into the database before the job is registered -------------
 
+    def _store_batch(self, batch: list[Intake]) -> list[Intake]:
+        """Store the job folders of a batch just taken here in one transaction; should that
+        fail, each on its own (those that cannot be stored now are held back)."""
+        try:
+            self.table.put_all([(intake.id, self._files_of(self.layout.job_dir(intake.id),
+                                                            failed=intake.error is not None))
+                                for intake in batch], replace="")
+        except (StoreError, OSError) as exc:
+            log.debug("storing %d job(s) together failed (%s): one by one", len(batch), exc)
+            return [intake for intake in batch if self._store_taken(intake)]
+        for intake in batch:
+            self._held.pop(intake.id, None)
+        return batch
+
     def _store_taken(self, intake: Intake) -> bool:
         """Store a job folder just taken here; False (the job held back) when it cannot be
         stored now."""
@@ -132,7 +146,7 @@ class ClusterSpool(Spool):
         if held:
             yield held
         for batch in super().scan_batches():
-            stored = [intake for intake in batch if self._store_taken(intake)]
+            stored = self._store_batch(batch)
             if stored:
                 yield stored
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -158,20 +158,29 @@ class DocumentTable:
 
         ``replace``: first delete the job's stored files whose path starts with it (``""``:
         every file of the job)."""
-        items = [(str(safe_path(path)), local) for path, local in files]
+        self.put_all([(job_id, files)], replace=replace)
+
+    def put_all(self, jobs: Sequence[tuple[str, Iterable[tuple[str, Path]]]], *,
+                replace: str | None = None) -> None:
+        """:meth:`put` for several jobs (each with its files) in one transaction: every job
+        has all of its files or, if anything fails, none of this call's."""
+        items = [(job_id, [(str(safe_path(path)), local) for path, local in files])
+                 for job_id, files in jobs]
 
         def work(db: Connection) -> None:
-            # One pipeline: the statements go out without waiting for each answer, so a job's
-            # files cost about one round trip to the server, not one per statement.
+            # One pipeline: the statements go out without waiting for each answer, so the
+            # jobs' files cost about one round trip to the server, not one per statement.
             with db.pipeline() as pipeline:
-                if replace is not None:
-                    db.execute("DELETE FROM job_files WHERE job_id = %s AND "
-                               "starts_with(path, %s)", (job_id, replace))
-                for path, local in items:
-                    deleted = replace is not None and path.startswith(replace)
-                    self._put_one(db, pipeline, job_id, path, local, deleted=deleted)
+                for job_id, files in items:
+                    if replace is not None:
+                        db.execute("DELETE FROM job_files WHERE job_id = %s AND "
+                                   "starts_with(path, %s)", (job_id, replace))
+                    for path, local in files:
+                        deleted = replace is not None and path.startswith(replace)
+                        self._put_one(db, pipeline, job_id, path, local, deleted=deleted)
 
-        self._transact(work)
+        if items:
+            self._transact(work)
 
     @staticmethod
     def _put_one(db: Connection, pipeline: psycopg.Pipeline, job_id: str, path: str,
