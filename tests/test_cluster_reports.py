@@ -4,11 +4,8 @@ another host holds it. Real PostgreSQL, a real Dovecot, the local identity provi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from faxgw.app.reports import check_once
 from faxgw.auth.oauth2 import OAuth2Provider
@@ -17,40 +14,27 @@ from faxgw.store.postgres.cluster import PostgresCoordination
 from faxgw.testing.dovecot import DovecotServer
 from faxgw.testing.idp import LocalIdentityProvider
 
-from .test_inbox_imap import ACCOUNT, CLIENT_ID, IMAP_SCOPE, SMTP_SCOPE, message
+from .test_inbox_imap import ACCOUNT, CLIENT_ID, SMTP_SCOPE, dovecot, idp, message  # noqa: F401 - fixtures
 from .test_store_postgres import migrated, schema  # noqa: F401 - fixtures
 
 
-@pytest.fixture
-def idp(tmp_path: Path) -> Iterator[LocalIdentityProvider]:
-    with LocalIdentityProvider(directory=tmp_path) as server:
-        server.auto_approve_account = ACCOUNT
-        yield server
-
-
-@pytest.fixture
-def dovecot(idp: LocalIdentityProvider) -> Iterator[DovecotServer]:
-    with DovecotServer(idp=idp, scope=IMAP_SCOPE) as server:
-        yield server
-
-
-def _config(tmp_path: Path, idp: LocalIdentityProvider, dovecot: DovecotServer,
+def _config(tmp_path: Path, provider: LocalIdentityProvider, imap: DovecotServer,
             url: str) -> Config:
     raw: dict[str, Any] = {
         "spool": {"dir": str(tmp_path / "spool")},
         "store": {"url": url},
-        "auth": {"method": "oauth2", "provider": "custom", "authority": idp.authority,
-                 "scopes": [SMTP_SCOPE], "client_id": CLIENT_ID, "ca_file": str(idp.ca_file),
+        "auth": {"method": "oauth2", "provider": "custom", "authority": provider.authority,
+                 "scopes": [SMTP_SCOPE], "client_id": CLIENT_ID, "ca_file": str(provider.ca_file),
                  "token_cache": str(tmp_path / "state" / "tokens.json"), "account": ACCOUNT,
                  "http_timeout_seconds": 5},
-        "inbox": {"method": "imap", "host": dovecot.host, "port": dovecot.port,
-                  "ca_file": str(dovecot.ca_file)},
+        "inbox": {"method": "imap", "host": imap.host, "port": imap.port,
+                  "ca_file": str(imap.ca_file)},
     }
     return config_from_dict(raw, base=tmp_path)
 
 
 def test_a_one_shot_read_waits_for_the_turn_another_host_holds(
-    tmp_path: Path, idp: LocalIdentityProvider, dovecot: DovecotServer,
+    tmp_path: Path, idp: LocalIdentityProvider, dovecot: DovecotServer,  # noqa: F811
     migrated: str,  # noqa: F811
 ) -> None:
     config = _config(tmp_path, idp, dovecot, migrated)

@@ -22,6 +22,7 @@ from faxgw.devices import Mailbox
 from faxgw.devices.users import set_user
 from faxgw.domain.jobs import Job, JobState
 from faxgw.testing.idp import LocalIdentityProvider
+from faxgw.testing.smtp_ledger import Received
 from faxgw.testing.smtp_server import FaxSMTPServer
 
 from .conftest import PASSWORD, USER, MakeConfig
@@ -93,6 +94,16 @@ def _fax_from(listener: Listener, ca_file: Path, user: str, number: str,
         assert client.send_message(message, DEVICE, [f"{number}@fax.local"]) == {}
 
 
+def _sent_by_number(config: Config, server: FaxSMTPServer) -> dict[str, Received]:
+    """Send what is due once; what ``server`` received, by fax number."""
+    worker = build_worker(config)
+    try:
+        asyncio.run(worker.run_once())
+    finally:
+        worker.close()
+    return {received.rcpt_tos[0].partition("@")[0]: received for received in server.messages}
+
+
 def _jobs(config: Config) -> dict[str, Job]:
     with store_open(config) as store:
         return {job.number: job for job in store.list_jobs()}
@@ -123,13 +134,7 @@ def test_a_signed_in_user_sends_as_their_mailbox_and_others_as_the_gateway(
     assert scanners.source.endswith(f", user {SCANNER}")
     assert all(job.notify == DEVICE for job in jobs.values())
 
-    worker = build_worker(config)
-    try:
-        asyncio.run(worker.run_once())
-    finally:
-        worker.close()
-    by_number = {received.rcpt_tos[0].partition("@")[0]: received
-                 for received in exchange.messages}
+    by_number = _sent_by_number(config, exchange)
     assert len(by_number) == 3
     for number, account in (("+4930123451", OTHER), ("+4930123452", ACCOUNT),
                             ("+4930123453", ACCOUNT)):
@@ -181,13 +186,7 @@ def test_allowed_senders_lets_a_user_send_as_their_address_without_a_sign_in(
     jobs = _jobs(config)
     assert jobs["+4930123451"].sender == STRANGER
     assert jobs["+4930123452"].sender == USER  # not listed: the gateway's mailbox
-    worker = build_worker(config)
-    try:
-        asyncio.run(worker.run_once())
-    finally:
-        worker.close()
-    sent = {received.rcpt_tos[0].partition("@")[0]: received
-            for received in smtp_server.messages}
+    sent = _sent_by_number(config, smtp_server)
     assert sent["+4930123451"].message["From"] == STRANGER
     assert sent["+4930123452"].message["From"] == USER
     assert all(received.auth_user == USER for received in sent.values())

@@ -100,8 +100,6 @@ class ClusterSpool(Spool):
         except (StoreError, OSError) as exc:
             log.debug("storing %d job(s) together failed (%s): one by one", len(batch), exc)
             return [intake for intake in batch if self._store_taken(intake)]
-        for intake in batch:
-            self._held.pop(intake.id, None)
         return batch
 
     def _store_taken(self, intake: Intake) -> bool:

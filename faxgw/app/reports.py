@@ -99,11 +99,11 @@ class Checker:
         self.turns = turns
         self.store = store if store is not None else open_store(config, clock=clock)
         self._own_store = store is None
-        if self._own_store and turns is ONE_HOST:
-            self.turns = _turns_of(config, self.store)
         self.credentials = credentials if credentials is not None else make_credentials(config)
         self.mailbox = default_sender(config)
         self.inbox = open_inbox(config, self.credentials, self.mailbox)
+        if self._own_store and turns is ONE_HOST and self.inbox is not None:
+            self.turns = _turns_of(config, self.store)
         reports = _reports_of(self.store)
         self.reader = None if self.inbox is None else ReportReader(
             config, self.store, reports, self.inbox, mailbox=self.mailbox,

@@ -36,8 +36,9 @@ def setup_logging(verbose: int) -> None:
     # Libraries may log secrets at DEBUG (msal logs the device code): scrub every line.
     for handler in logging.getLogger().handlers:
         handler.addFilter(SecretFilter())
-    # msal and the HTTP stack log request details at DEBUG; keep them quiet unless asked.
-    for noisy in ("msal", "urllib3", "aiosmtplib", "mail.log", "apscheduler"):
+    # msal and the HTTP stack log request details at DEBUG, fontTools every font table it
+    # subsets at INFO; keep them quiet unless asked.
+    for noisy in ("msal", "urllib3", "aiosmtplib", "mail.log", "apscheduler", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 3 else logging.DEBUG)
 
 

@@ -15,8 +15,6 @@ many: documents and marks durable, then the renames, then the renames durable.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +27,7 @@ from .assembly import Assembly
 from .job_file import Intake
 from .layout import DOCS, JOB_FILE, SpoolLayout
 
-__all__ = ["Committed", "Taken", "commit"]
-
-log = logging.getLogger("faxgw.spool")
+__all__ = ["Committed", "Taken", "commit", "mark"]
 
 #: Threads fsyncing the documents folders of one batch together.
 SYNC_THREADS = 4
@@ -77,7 +73,7 @@ def commit(layout: SpoolLayout, file_mode: int, taken: Sequence[Taken]) -> Commi
         try:
             if job_file.read_bytes() != record:
                 write_atomic(job_file, record)
-            _mark(layout.unregistered, item.intake.id, file_mode)
+            mark(layout.unregistered, item.intake.id, file_mode)
         except OSError as exc:
             failed(item, exc)
             continue
@@ -105,11 +101,16 @@ def commit(layout: SpoolLayout, file_mode: int, taken: Sequence[Taken]) -> Commi
     return Committed([item.intake for item in committed], failure)
 
 
-def _mark(folder: Path, job_id: str, file_mode: int) -> None:
-    """The mark of a job folder about to enter ``jobs/`` (made durable by the caller)."""
-    with contextlib.suppress(FileNotFoundError):  # no mark folder: recovery reads them all
+def mark(folder: Path, job_id: str, file_mode: int) -> bool:
+    """Make the mark of a job folder about to enter ``jobs/`` (the caller makes it durable:
+    an fsync of ``folder``); False when there is no mark folder yet (recovery has not run in
+    this spool: it reads every folder once)."""
+    try:
         os.close(os.open(folder / job_id, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW,
                          file_mode))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _fsync_together(folders: list[Path]) -> None:

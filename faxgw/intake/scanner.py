@@ -86,8 +86,9 @@ class Scanner:
             yield from self._commit()
         finally:
             os.close(out_fd)
-            # A scan cut short (its consumer stopped, or an error): what it took goes into
-            # jobs/ all the same (registered at the next start), never left half-taken.
+            # A scan cut short in the middle of a batch (an interrupt during a take; a consumer
+            # that stops does so at a yield, where no batch is pending): what it took goes
+            # into jobs/ all the same (registered at the next start), never left half-taken.
             if self._batch:
                 self.spool.commit_batch(self._batch)
                 self._batch = []

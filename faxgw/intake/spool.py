@@ -35,7 +35,7 @@ from ..fsutil import fsync_dir, write_atomic
 from .access import OUTGOING_MODE, Access
 from .assembly import Assembly
 from .checks import control_refusal, shown
-from .commit import Committed, Taken
+from .commit import Committed, Taken, mark
 from .commit import commit as commit_taken
 from .entries import Source, doc_name, judge_taken, open_dir
 from .job_file import Intake
@@ -330,13 +330,8 @@ class Spool:
         """Leave a mark for the job folder about to enter ``jobs/``, durably before it does:
         a stop before the job store has the job leaves the mark, and the next start finds
         the folder by it (:func:`~faxgw.intake.recovery.recover`)."""
-        folder = self.layout.unregistered
-        try:
-            os.close(os.open(folder / job_id,
-                             os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, self.access.file_mode))
-        except FileNotFoundError:
-            return  # recovery has not run in this spool yet: it reads every folder once
-        fsync_dir(folder)
+        if mark(self.layout.unregistered, job_id, self.access.file_mode):
+            fsync_dir(self.layout.unregistered)
 
     def registered(self, job_ids: Iterable[str]) -> None:
         """The job store has these jobs: their marks go (no fsync: a mark that comes back

@@ -62,8 +62,6 @@ def _common_copy(font: Path) -> Path | None:
         subsetter = subset.Subsetter(options)
         subsetter.populate(unicodes=[ord(char) for char in COMMON])
         with TTFont(str(font)) as loaded:
-            # fontTools reports every table it drops or keeps at INFO: not the gateway's news.
-            logging.getLogger("fontTools").setLevel(logging.WARNING)
             subsetter.subset(loaded)
             loaded.save(str(target))
         return target

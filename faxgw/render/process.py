@@ -94,6 +94,8 @@ def _settle_in(conn: Connection, log_level: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [_ToParent(conn)]
     root.setLevel(log_level)
+    # fontTools reports every table of every font it subsets at INFO: not the gateway's news.
+    logging.getLogger("fontTools").setLevel(max(log_level, logging.WARNING))
     # One job at a time in this process: pdfium may run in it, and a render stopped for
     # taking too long takes its rasterising with it.
     tiff.rasterise_here()
