@@ -149,6 +149,13 @@ def put_in_state(
     return stored
 
 
+def exactly(job: Job) -> list[tuple[str, type, object, timedelta | None]]:
+    """Every field of ``job`` with its type, and a time's offset too: ``==`` alone takes
+    ``1`` for ``True`` and one instant in two zones for the same."""
+    return [(name, type(value), value, value.utcoffset() if isinstance(value, datetime) else None)
+            for name, value in ((f.name, getattr(job, f.name)) for f in dataclasses.fields(job))]
+
+
 def assert_utc(value: datetime | None) -> None:
     assert value is not None and value.utcoffset() == timedelta(seconds=0), value
 
@@ -417,7 +424,7 @@ class JobStoreContract:
             moved = store.transition(job.id, target, event="move", detail="why",
                                      next_attempt_at=due)
             assert moved.state is target
-            assert store.get(job.id) == moved
+            assert exactly(moved) == exactly(store.get(job.id))
             assert store.history(job.id) == [
                 *before, HistoryEvent(job.id, clock(), "move", target, None, "why")]
         else:
@@ -508,7 +515,65 @@ class JobStoreContract:
         with pytest.raises(JobNotFoundError):
             store.transition("no-such-job", JobState.CANCELLED, event="cancel")
 
+    def test_a_write_returns_the_job_as_get_reads_it_after(self, store: JobStore,
+                                                           clock: FakeClock) -> None:
+        """``transition`` and ``update`` return, field by field, what ``get`` reads right
+        after them: the same types, times as the store gives them back (in UTC, to the
+        microsecond) though given in another zone and stamped by a clock in another zone,
+        with the job named by a prefix of its id."""
+        clock.now = clock().astimezone(BERLIN) + timedelta(microseconds=1)
+        job = put_in_state(store, clock, JobState.SENDING)
+        prefix = job.id[:-1]
+        due = datetime(2026, 5, 1, 12, 0, 0, 123457, tzinfo=BERLIN)
+        clock.advance(1.5)
+        writes: list[Callable[[], Job]] = [
+            lambda: store.transition(
+                prefix, JobState.DEFERRED, event="deferred", detail="451 4.7.0 try later",
+                code=codes.TRY_LATER, error="later", next_attempt_at=due, count_attempt=True,
+                owner=RUNNER_A, fields={"last_reply": "451 4.7.0", "documents": ["f.tiff"],
+                                        "paused_since": due - timedelta(seconds=1)}),
+            lambda: store.update(prefix, event="rendered", detail="4 page(s)", pages=4,
+                                 bytes=1234, preparing=None, paused_since=None,
+                                 age_from=due - timedelta(hours=1, microseconds=1)),
+            lambda: store.update(job.id, notified="deferred:", note=""),
+            lambda: store.transition(job.id, JobState.QUEUED, event="released"),
+            lambda: store.update(job.id),
+        ]
+        for write in writes:
+            clock.advance(0.25)
+            returned = write()
+            got = store.get(job.id)
+            assert exactly(returned) == exactly(got)
+            assert got.updated == clock()
+            assert_utc(got.updated)
+        [moved] = claim(store, clock)
+        clock.advance(1)
+        done = store.transition(job.id, JobState.SENT, event="sent", code=codes.SENT,
+                                count_attempt=True, owner=RUNNER_A)
+        assert exactly(done) == exactly(store.get(job.id))
+        assert (done.attempts, done.owner, done.lease_until) == (moved.attempts + 1, None, None)
+
     # -- claims -------------------------------------------------------------------------
+
+    def test_a_claim_finding_nothing_due_changes_nothing(self, store: JobStore,
+                                                         clock: FakeClock) -> None:
+        """Jobs being prepared, not yet due, of an excluded sender or in other states: a
+        claim takes none of them and writes nothing, neither to the jobs nor to their
+        history."""
+        put_in_state(store, clock, JobState.DEFERRED, due=clock() + timedelta(seconds=1))
+        put_in_state(store, clock, JobState.SENDING, owner=RUNNER_B)
+        for state in (JobState.SENT, JobState.HELD, JobState.FAILED):
+            put_in_state(store, clock, state)
+        deferred = put_in_state(store, clock, JobState.DEFERRED, due=clock())
+        store.update(deferred.id, preparing="render-2")
+        base = clock() - timedelta(hours=1)
+        store.add(new_job(base, preparing="render-1"))
+        store.add(new_job(base + timedelta(seconds=1), sender="paused@contoso.com"))
+        before = [(exactly(job), store.history(job.id)) for job in store.list_jobs()]
+        clock.advance(0.5)
+        assert claim(store, clock, exclude_senders=["Paused@Contoso.com"]) == []
+        assert [(exactly(job), store.history(job.id)) for job in store.list_jobs()] == before
+
 
     def test_claim_takes_due_jobs_oldest_first_up_to_limit(self, store: JobStore,
                                                            clock: FakeClock) -> None:
@@ -893,15 +958,16 @@ class JobStoreContract:
         assert set(values) == UPDATABLE
         job = put_in_state(store, clock, JobState.QUEUED)
         if via == "update":
-            store.update(job.id, **values)
+            returned = store.update(job.id, **values)
         else:
             # code, error and next_attempt_at are the transition's own arguments.
             fields = {name: value for name, value in values.items()
                       if name not in ("code", "error", "next_attempt_at")}
-            store.transition(job.id, JobState.HELD, event="hold", fields=fields,
-                             code=codes.REJECTED, error="oops", next_attempt_at=when)
+            returned = store.transition(job.id, JobState.HELD, event="hold", fields=fields,
+                                        code=codes.REJECTED, error="oops", next_attempt_at=when)
         got = store.get(job.id)
         assert {name: getattr(got, name) for name in values} == values
+        assert exactly(returned) == exactly(got)
 
     @pytest.mark.parametrize("name", ["state", "owner", "lease_until", "updated", "id",
                                       "no_such_column"])

@@ -58,21 +58,90 @@ def test_database_is_wal(store: SQLiteJobStore) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_claim_scan_uses_the_due_index(store: SQLiteJobStore, clock: FakeClock) -> None:
-    """The SELECT a real claim runs (caught with a trace callback, so the test follows the
-    store's SQL as it changes) is answered from ``jobs_due``, not by a scan of every job."""
+def test_claim_reads_only_claimable_jobs_from_their_index(store: SQLiteJobStore,
+                                                          clock: FakeClock) -> None:
+    """Both SELECTs a real claim runs (the look, then the claim under the lock; caught with
+    a trace callback, so the test follows the store's SQL as it changes) are answered from
+    ``jobs_claimable``, which holds no job being prepared: not by a scan of every job, nor
+    by reading each queued row to see its mark."""
+    for _ in range(3):
+        store.add(_job(preparing="render-1"))
+    due = _job()
+    store.add(due)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
     try:
-        store.claim_due(clock(), 5, owner="runner-a", lease_until=clock() + timedelta(minutes=5),
-                        exclude_senders=["paused@contoso.com"])
+        claimed = store.claim_due(clock(), 5, owner="runner-a",
+                                  lease_until=clock() + timedelta(minutes=5),
+                                  exclude_senders=["paused@contoso.com"])
     finally:
         store._db.set_trace_callback(None)
-    [select] = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
-    assert "preparing IS NULL" in select and "next_attempt_at <=" in select, select
-    plan = [row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + select)]
-    assert any("jobs_due" in step for step in plan), plan
-    assert not any(step.startswith("SCAN jobs") for step in plan), plan
+    assert [job.id for job in claimed] == [due.id]
+    selects = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 2, selects
+    for select in selects:
+        assert "preparing IS NULL" in select and "next_attempt_at <=" in select, select
+        plan = [row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + select)]
+        assert any("jobs_claimable" in step for step in plan), plan
+        assert not any(step.startswith("SCAN jobs") for step in plan), plan
+    [(held,)] = store._db.execute(
+        "SELECT COUNT(*) FROM jobs INDEXED BY jobs_claimable"
+        " WHERE state IN ('queued', 'deferred') AND preparing IS NULL").fetchall()
+    assert held == 0  # the claimed job left the index, the prepared ones never were in it
+
+
+def test_a_claim_finding_nothing_due_takes_no_write_lock(store: SQLiteJobStore,
+                                                        clock: FakeClock) -> None:
+    """With nothing due (the queued job is being prepared) a claim returns at once while
+    another process holds the write lock; with a job due it waits for the lock, as a claim
+    is one read-modify-write under it."""
+    job = _job(preparing="render-1")
+    store.add(job)
+    store._db.execute("PRAGMA busy_timeout=50")  # waiting for the lock fails the test fast
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        lease = clock() + timedelta(minutes=5)
+        assert store.claim_due(clock(), 5, owner="runner-a", lease_until=lease) == []
+        other.execute("UPDATE jobs SET preparing = NULL WHERE id = ?", (job.id,))
+        other.execute("COMMIT")
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked"):
+            store.claim_due(clock(), 5, owner="runner-a", lease_until=lease)
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert store.get(job.id).state is JobState.QUEUED
+    assert [j.id for j in store.claim_due(clock(), 5, owner="runner-a",
+                                          lease_until=lease)] == [job.id]
+
+
+def test_a_job_claimed_between_the_look_and_the_lock_is_claimed_once(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """The claim selects again under the write lock: a job another runner claimed after
+    this one saw it due (just before this one's BEGIN) is left to that runner."""
+    runner_a = SQLiteJobStore(tmp_path / "faxgw.db", clock=clock)
+    runner_b = SQLiteJobStore(tmp_path / "faxgw.db", clock=clock)
+    try:
+        job = _job()
+        runner_a.add(job)
+        lease = clock() + timedelta(minutes=5)
+        taken_by_b: list[Job] = []
+
+        def on_statement(sql: str) -> None:
+            if sql.startswith("BEGIN") and not taken_by_b:
+                taken_by_b.extend(runner_b.claim_due(clock(), 5, owner="runner-b",
+                                                     lease_until=lease))
+
+        runner_a._db.set_trace_callback(on_statement)
+        assert runner_a.claim_due(clock(), 5, owner="runner-a", lease_until=lease) == []
+        runner_a._db.set_trace_callback(None)
+        assert [j.id for j in taken_by_b] == [job.id]
+        assert runner_a.get(job.id).owner == "runner-b"
+        assert [e.event for e in runner_a.history(job.id)] == ["accepted", "sending"]
+    finally:
+        runner_a.close()
+        runner_b.close()
 
 
 def test_times_are_stored_as_sortable_utc_text(store: SQLiteJobStore) -> None:
@@ -124,7 +193,7 @@ def _user_version(path: Path) -> int:
 
 
 def test_new_database_is_at_the_current_version(store: SQLiteJobStore) -> None:
-    assert _user_version(store.path) == SCHEMA_VERSION == 3
+    assert _user_version(store.path) == SCHEMA_VERSION == 4
 
 
 def test_version_1_database_is_upgraded_and_keeps_its_jobs(tmp_path: Path,
@@ -136,6 +205,9 @@ def test_version_1_database_is_upgraded_and_keeps_its_jobs(tmp_path: Path,
     store = SQLiteJobStore(path, clock=clock)
     try:
         assert _user_version(path) == SCHEMA_VERSION
+        indexes = {row[0] for row in store._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"jobs_due", "jobs_preparing", "jobs_notify", "jobs_claimable"} <= indexes
         job = store.get(V1_ID)
         assert (job.state, job.documents, job.cover, job.owner, job.lease_until,
                 job.preparing) == (JobState.QUEUED, ["a.pdf"], False, None, None, None)
