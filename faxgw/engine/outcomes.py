@@ -106,8 +106,10 @@ class Recorder:
         """The server accepted the message."""
         self._move(job, JobState.SENT, summary, code=codes.SENT, event="sent",
                    detail=f"server replied {reply}", count_attempt=True, reply=reply)
-        log.info("← %s sent to %s (%s)", job.id,
-                 mask(job.recipient, self.config.numbers.mask_digits), self._masked(job, reply))
+        if log.isEnabledFor(logging.INFO):  # masking costs more than the rest of the line
+            log.info("← %s sent to %s (%s)", job.id,
+                     mask(job.recipient, self.config.numbers.mask_digits),
+                     self._masked(job, reply))
 
     def input_failed(self, job: Job, exc: JobError, summary: RunSummary) -> None:
         """The job's documents cannot be sent as they are: fail, keep the originals."""

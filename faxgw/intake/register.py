@@ -157,8 +157,9 @@ def _settle(job: Job, intake: Intake, documents: DocumentStore, config: Config) 
         log.warning("! %s failed at intake (%s): %s; originals kept in %s", job.id, job.code,
                     mask_numbers(job.error or "", (intake.number, job.number), digits), folder)
         return
-    log.info("→ %s queued: to %s, %d document(s)", job.id, mask(job.number, digits),
-             len(job.documents))
+    if log.isEnabledFor(logging.INFO):  # masking costs more than the rest of the line
+        log.info("→ %s queued: to %s, %d document(s)", job.id, mask(job.number, digits),
+                 len(job.documents))
 
 
 def record_rendered(store: JobStore, job: Job, rendered: Rendered) -> Job:
