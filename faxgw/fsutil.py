@@ -87,3 +87,49 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object], *,
         raise
     fsync_dir(path.parent)
     return size
+
+
+def link_atomic(source: Path, path: Path, *, size: int) -> int | None:
+    """Make ``path`` a second name of the file ``source`` (a hard link: nothing copied),
+    replacing what was there, as durably as :func:`write_atomic` writes; returns ``size``.
+
+    None, with nothing changed, where it cannot be done: the file system has no hard links
+    (or not across these folders), or ``source`` is no longer an ordinary file of ``size``
+    bytes. The caller then writes the bytes instead.
+    """
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        os.link(source, temp, follow_symlinks=False)
+    except OSError:
+        return None
+    try:
+        try:
+            descriptor = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # a symbolic link (never followed), or gone
+            temp.unlink(missing_ok=True)
+            return None
+        try:
+            st = os.fstat(descriptor)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+                temp.unlink()
+                return None
+            # The source may have been written moments ago by whoever made it (a file
+            # dropped for the intake): its data is made durable here, as a copy's would be.
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        try:
+            same = os.path.samestat(os.lstat(path), st)
+        except FileNotFoundError:
+            same = False
+        if same:
+            # Already that file (rendered again): a rename between two names of one file
+            # does nothing (POSIX), and would leave the temporary name behind.
+            temp.unlink()
+        else:
+            os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return size

@@ -10,9 +10,13 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import DictionaryObject, NameObject, TextStringObject
 
+from faxgw.app.wiring import open_spool
+from faxgw.domain.jobs import Job
 from faxgw.render import render_pdf
+from faxgw.render.job import render_job
 
 from . import documents as docs
+from .conftest import MakeConfig
 
 SAMPLES = Path(__file__).resolve().parent.parent / "faxgw" / "samples"
 
@@ -88,3 +92,83 @@ def test_a_pdf_read_only_by_repairing_it_is_not_passed_on(tmp_path: Path) -> Non
     out = _rendered(tmp_path, source)
     assert out != source.read_bytes()
     assert len(PdfReader(io.BytesIO(out), strict=True).pages) == 2
+
+
+def _job_folder(tmp_path: Path, document: Path) -> tuple[Path, Path]:
+    """A job's folder with ``document`` among its originals, and where its PDF goes."""
+    docs_folder = tmp_path / "job" / "docs"
+    docs_folder.mkdir(parents=True)
+    original = docs_folder / document.name
+    original.write_bytes(document.read_bytes())  # a file of its own (the helpers share theirs)
+    return original, tmp_path / "job" / "fax-job.pdf"
+
+
+def test_a_jobs_own_pdf_attached_as_read_is_linked_not_copied(tmp_path: Path) -> None:
+    original, out = _job_folder(tmp_path, docs.text_pdf(tmp_path / "a4.pdf", pages=3))
+
+    rendered = render_pdf([original], out, link_originals=True)
+
+    assert (rendered.pages, rendered.bytes) == (3, original.stat().st_size)
+    assert out.stat().st_ino == original.stat().st_ino and out.stat().st_nlink == 2
+    assert out.read_bytes() == original.read_bytes()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["docs", "fax-job.pdf"]
+    # Rendered again (a retry): the same, and the original is left as it was.
+    render_pdf([original], out, link_originals=True)
+    assert out.stat().st_ino == original.stat().st_ino and out.stat().st_nlink == 2
+
+
+def test_what_is_written_anew_or_lies_elsewhere_is_copied(tmp_path: Path) -> None:
+    fitted, out = _job_folder(tmp_path, docs.letter_pdf(tmp_path / "letter.pdf", pages=1))
+    render_pdf([fitted], out, link_originals=True)
+    assert out.stat().st_nlink == 1 and fitted.stat().st_nlink == 1
+
+    elsewhere = tmp_path / "elsewhere.pdf"
+    elsewhere.write_bytes(docs.text_pdf(tmp_path / "made.pdf", pages=1).read_bytes())
+    render_pdf([elsewhere], out, link_originals=True)
+    assert out.stat().st_ino != elsewhere.stat().st_ino
+    assert out.read_bytes() == elsewhere.read_bytes()
+
+    own = tmp_path / "job" / "docs" / "own.pdf"
+    own.write_bytes(elsewhere.read_bytes())
+    render_pdf([own], out)  # not asked to link: preview, which renders the user's files
+    assert out.stat().st_ino != own.stat().st_ino and own.stat().st_nlink == 1
+
+
+def test_a_link_is_made_only_to_the_file_that_was_read(tmp_path: Path) -> None:
+    from faxgw.fsutil import link_atomic
+
+    source = tmp_path / "a.pdf"
+    (tmp_path / "made").mkdir()
+    source.write_bytes(docs.text_pdf(tmp_path / "made" / "a.pdf", pages=1).read_bytes())
+    out = tmp_path / "out.pdf"
+    out.write_bytes(b"before")
+    assert link_atomic(source, out, size=source.stat().st_size + 1) is None  # changed since
+    pointer = tmp_path / "pointer.pdf"
+    pointer.symlink_to(source)
+    assert link_atomic(pointer, out, size=source.stat().st_size) is None  # never followed
+    assert out.read_bytes() == b"before" and source.stat().st_nlink == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf", "made", "out.pdf",
+                                                          "pointer.pdf"]
+    assert link_atomic(source, out, size=source.stat().st_size) == source.stat().st_size
+    assert out.stat().st_ino == source.stat().st_ino
+
+
+@pytest.mark.parametrize("cover", [False, True])
+def test_a_jobs_pdf_is_stored_once_unless_a_cover_page_makes_it_anew(
+        make_config: MakeConfig, tmp_path: Path, cover: bool) -> None:
+    """What a job's render makes of a PDF it attaches as read: the same file as the original
+    (one copy on disk); with a cover page, a PDF of its own."""
+    config = make_config(service={"cover": cover})
+    spool = open_spool(config)
+    spool.ensure()
+    letter = tmp_path / "letter.pdf"
+    letter.write_bytes(docs.text_pdf(tmp_path / "made.pdf", pages=2).read_bytes())
+    intake = spool.submit("+4930123456", [letter])
+    [original] = spool.documents(intake.id)
+
+    rendered = render_job(Job(id=intake.id, number=intake.number), spool, config)
+
+    assert rendered.pages == 2 + cover
+    linked = rendered.path.stat().st_ino == original.stat().st_ino
+    assert linked is not cover
+    assert original.read_bytes() == letter.read_bytes()

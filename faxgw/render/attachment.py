@@ -38,6 +38,7 @@ def build_attachment(
     cover: CoverInfo | None,
     font: Path | None = None,
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    link_originals: bool = False,
 ) -> Rendered:
     """Render ``documents`` (in order) into the attachment ``rules`` ask for; describe it.
 
@@ -54,8 +55,10 @@ def build_attachment(
     # The template is checked before any rendering: a broken one is the administrator's
     # to fix, and should not cost a render first.
     template = load_template(rules.cover_template) if cover is not None else None
+    # A cover page makes the PDF anew anyway: linking to the original would be wasted.
     rendered = render_pdf(documents, pdf_path, paper=rules.paper, font=font,
-                          max_input_bytes=max_input_bytes)
+                          max_input_bytes=max_input_bytes,
+                          link_originals=link_originals and cover is None)
     if cover is not None:
         cover_pdf = render_cover(cover, document_pages=rendered.pages, paper=rules.paper,
                                  template=template, font=font)

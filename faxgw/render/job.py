@@ -41,12 +41,15 @@ def cover_for(job: Job, rules: ServiceRules, date: datetime) -> CoverInfo | None
 
 def render_attachment(job: Job, documents: Sequence[Path], folder: Path, rules: ServiceRules,
                       *, date: datetime | None = None,
-                      max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Rendered:
+                      max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+                      link_originals: bool = False) -> Rendered:
     """Render ``documents`` (with the job's cover page) into ``folder``; no limits of the
-    service checked. A document larger than ``max_input_bytes`` is refused unread (413)."""
+    service checked. A document larger than ``max_input_bytes`` is refused unread (413).
+    ``link_originals``: the documents are the job's own, in ``folder``, and a PDF attached as
+    read may be linked rather than copied (see :func:`~faxgw.render.pdf.render_pdf`)."""
     cover = cover_for(job, rules, date or utcnow())
     return build_attachment(documents, folder, job.id, rules, cover=cover,
-                            max_input_bytes=max_input_bytes)
+                            max_input_bytes=max_input_bytes, link_originals=link_originals)
 
 
 def render_job(job: Job, documents: DocumentStore, config: Config) -> Rendered:
@@ -58,7 +61,8 @@ def render_job(job: Job, documents: DocumentStore, config: Config) -> Rendered:
     """
     rules = rules_for(config.service)
     rendered = render_attachment(job, documents.documents(job.id), documents.job_dir(job.id),
-                                 rules, max_input_bytes=config.limits.max_input_bytes)
+                                 rules, max_input_bytes=config.limits.max_input_bytes,
+                                 link_originals=True)
     preflight.check(rendered, job.subject, rules,
                     smtp_max_message_bytes=config.smtp.max_message_bytes or None)
     return rendered

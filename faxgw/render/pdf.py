@@ -30,7 +30,7 @@ from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedErr
 
 from ..domain.codes import DOCUMENT_ENCRYPTED, DOCUMENT_UNREADABLE, TOO_LARGE
 from ..domain.errors import DocumentError
-from ..fsutil import write_atomic
+from ..fsutil import link_atomic, write_atomic
 from .detect import HEAD_BYTES, classify
 from .images import image_to_pdf
 from .pdfinput import pdf_onto_paper
@@ -60,6 +60,7 @@ def render_pdf(
     paper: str = "A4",
     font: Path | None = None,
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    link_originals: bool = False,
 ) -> Rendered:
     """Render all ``documents``, in order, into one PDF at ``out`` and describe it.
 
@@ -67,6 +68,11 @@ def render_pdf(
     by content. Every page fits ``paper`` (a key of :data:`PAPER_SIZES`, any case); ``font``
     is a TrueType font for text documents (default: DejaVu Sans Mono if installed). A
     document larger than ``max_input_bytes`` is refused before it is read.
+
+    ``link_originals``: a single PDF attached as read (already on the paper) becomes ``out``
+    by a hard link rather than a copy when it lies in ``out``'s folder or below it: a job's
+    own originals, private to the gateway and never changed. It is stored once, and a new
+    file (on some file systems the dearest part of a small render) is not made.
 
     Raises :class:`~faxgw.domain.errors.DocumentError` naming the first bad document, with ``code``
     ``DOCUMENT_UNREADABLE`` (empty, corrupt, truncated), ``DOCUMENT_ENCRYPTED`` (password),
@@ -87,12 +93,15 @@ def render_pdf(
     if len(parts) == 1:
         # One document (the common case): its PDF is the result already. Joining would parse
         # and write it once more, which costs as much again as rendering it.
-        [(data, counted)] = parts
+        [(data, counted, as_read)] = parts
         pages = counted if counted is not None else len(PdfReader(io.BytesIO(data)).pages)
-        size = write_atomic(out, data)
+        original = Path(documents[0])
+        linked = (link_atomic(original, out, size=len(data))
+                  if link_originals and as_read and out.parent in original.parents else None)
+        size = linked if linked is not None else write_atomic(out, data)
     else:
         writer = PdfWriter()
-        for data, _ in parts:
+        for data, _, _ in parts:
             for page in PdfReader(io.BytesIO(data)).pages:
                 writer.add_page(page)
         size = write_atomic(out, writer.write)
@@ -115,9 +124,10 @@ def render_document(
     *,
     font: Path | None = None,
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
-) -> tuple[bytes, int | None]:
-    """One document as a PDF of its own, every page fitting ``page_size``, and its page
-    count where that is known without reading the PDF once more (``None`` otherwise).
+) -> tuple[bytes, int | None, bool]:
+    """One document as a PDF of its own, every page fitting ``page_size``, its page count
+    where that is known without reading the PDF once more (``None`` otherwise), and whether
+    that PDF is the document as read, byte for byte.
 
     Raises :class:`~faxgw.domain.errors.DocumentError` and nothing else for a bad document.
     """
@@ -135,7 +145,7 @@ def render_document(
         else:
             part = image_to_pdf(data, kind, page_size)
     log.debug("%s: %s, %d bytes, rendered", name, kind, len(data))
-    return part, pages
+    return part, pages, part is data
 
 
 # What the libraries raise for input they cannot read. Broken PDFs also surface as plain
