@@ -362,6 +362,23 @@ def run_delay(workdir: Path, pdf: Path, delay_ms: float, args: argparse.Namespac
         server.stop()
 
 
+def fs_create_cost(folder: Path, count: int = 300) -> tuple[str, float]:
+    """The spool's file system type and the CPU microseconds it takes to create a new file or
+    folder there (the spool makes several per job, see README "Sending"), as a context for
+    the faxgw figures: on some file systems this alone weighs more than the rest of a job."""
+    probe = folder / "fs-probe"
+    probe.mkdir()
+    started = time.process_time()
+    for index in range(count):
+        os.mkdir(probe / f"d{index}", 0o700)
+        os.close(os.open(probe / f"f{index}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    seconds = time.process_time() - started
+    shutil.rmtree(probe)
+    kind = subprocess.run(["stat", "-f", "-c", "%T", str(folder)], capture_output=True,
+                          text=True, check=False).stdout.strip() or "?"
+    return kind, seconds / (2 * count) * 1e6
+
+
 def report(delay_ms: float, results: list[Result]) -> None:
     print(f"\nreplies {delay_ms:g} ms late:")
     print(f"  {'side':36} {'msgs':>5} {'s':>7} {'msg/s':>7} {'CPU s/msg':>10} "
@@ -405,6 +422,10 @@ def main() -> None:
         pdf = make_pdf(workdir / "order.pdf")
         print(f"{args.jobs} jobs, a {pdf.stat().st_size} byte 4-page PDF each; "
               f"{args.connections} connections; load {load:.2f}", flush=True)
+        kind, create_us = fs_create_cost(workdir)
+        every["fs"], every["fs_create_us"] = kind, create_us
+        print(f"  (the spool's file system: {kind}, {create_us:.0f} us CPU to create a file "
+              "or folder)", flush=True)
         for delay in delays:
             results = run_delay(workdir, pdf, delay, args)
             every["runs"][f"{delay:g}"] = [{**asdict(r), "rate": r.rate} for r in results]
