@@ -12,6 +12,7 @@ folders with ``[spool] group``). Nothing written here is ever readable by others
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -65,7 +66,7 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object], *,
     others, not even for a moment; without ``mode`` it is private as
     :func:`private_mode` says. Returns the size written.
     """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    temp = _temp_name(path)
     chosen = private_mode(path.parent) if mode is None else mode
     # O_EXCL: never write through a file (or a link) someone else prepared under that name.
     descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, chosen)
@@ -97,7 +98,16 @@ def link_atomic(source: Path, path: Path, *, size: int) -> int | None:
     (or not across these folders), or ``source`` is no longer an ordinary file of ``size``
     bytes. The caller then writes the bytes instead.
     """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        st = os.lstat(source)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        return None  # a symbolic link (never followed), or changed since it was read
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.samestat(os.lstat(path), st):
+            return size  # already that file (made durable when it was linked)
+    temp = _temp_name(path)
     try:
         os.link(source, temp, follow_symlinks=False)
     except OSError:
@@ -105,31 +115,26 @@ def link_atomic(source: Path, path: Path, *, size: int) -> int | None:
     try:
         try:
             descriptor = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:  # a symbolic link (never followed), or gone
+        except OSError:  # replaced by a symbolic link meanwhile, or gone
             temp.unlink(missing_ok=True)
             return None
         try:
-            st = os.fstat(descriptor)
-            if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-                temp.unlink()
+            if not os.path.samestat(os.fstat(descriptor), st):
+                temp.unlink()  # replaced meanwhile: not the file that was read
                 return None
             # The source may have been written moments ago by whoever made it (a file
             # dropped for the intake): its data is made durable here, as a copy's would be.
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
-        try:
-            same = os.path.samestat(os.lstat(path), st)
-        except FileNotFoundError:
-            same = False
-        if same:
-            # Already that file (rendered again): a rename between two names of one file
-            # does nothing (POSIX), and would leave the temporary name behind.
-            temp.unlink()
-        else:
-            os.replace(temp, path)
+        os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
     return size
+
+
+def _temp_name(path: Path) -> Path:
+    """A new dot-name beside ``path``, to be renamed over it."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")

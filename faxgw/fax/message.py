@@ -131,7 +131,7 @@ def _attachment_part(filename: str) -> MIMEPart:
 
 def _build(job: Job, attachment: Path, content: bytes, *, body: bool,
            subject: str | None = None) -> EmailMessage:
-    message = EmailMessage(policy=email.policy.SMTP)
+    message = EmailMessage(policy=_POLICY)
     message["From"] = job.sender
     message["To"] = job.recipient
     message["Subject"] = job.subject if subject is None else subject
