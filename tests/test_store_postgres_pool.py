@@ -7,6 +7,7 @@ error reaching the caller; and a closed store leaves no connection or thread beh
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def _pool_threads() -> list[threading.Thread]:
     """The threads of the pools (named after them)."""
     return [thread for thread in threading.enumerate()
             if thread.name == "faxgw-scheduler" or thread.name.startswith("faxgw-worker-")]
+
+
+def _pool_threads_settled(seconds: float = 5.0) -> list[threading.Thread]:
+    """:func:`_pool_threads`, once those of pools closed by earlier tests have ended (a
+    closed pool's threads may take a moment to go): the ones a test may count on."""
+    deadline = time.monotonic() + seconds
+    for thread in _pool_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return _pool_threads()
 
 
 def test_the_store_is_used_from_several_threads_at_once_each_call_on_its_own_connection(
@@ -98,7 +108,7 @@ def test_the_store_and_the_documents_table_share_one_pool(migrated: str,  # noqa
                                                           tmp_path: Path) -> None:
     """One pool per database in a process: a second store and the documents table draw
     from the first store's pool, which closes with its last user."""
-    before = _pool_threads()
+    before = _pool_threads_settled()
     first, second = PostgresJobStore(migrated), PostgresJobStore(migrated)
     table = DocumentTable(migrated)
     try:
@@ -122,7 +132,7 @@ def test_stores_opened_and_closed_many_times_leave_nothing_behind(migrated: str 
                                                                   ) -> None:
     """The pool's threads and connections end with the last store closed (a connection
     left open would be a ResourceWarning, an error here)."""
-    before = _pool_threads()
+    before = _pool_threads_settled()
     pools = []
     for _ in range(20):
         opened = PostgresJobStore(migrated)
