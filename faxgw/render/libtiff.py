@@ -89,6 +89,9 @@ def load() -> ctypes.CDLL:
     library.TIFFWriteEncodedStrip.restype = ctypes.c_ssize_t
     library.TIFFWriteEncodedStrip.argtypes = [ctypes.c_void_p, ctypes.c_uint32,
                                               ctypes.c_void_p, ctypes.c_ssize_t]
+    library.TIFFWriteRawStrip.restype = ctypes.c_ssize_t
+    library.TIFFWriteRawStrip.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p,
+                                          ctypes.c_ssize_t]
     library.TIFFGetField.restype = ctypes.c_int
     library.TIFFWriteDirectory.restype = ctypes.c_int
     library.TIFFWriteDirectory.argtypes = [ctypes.c_void_p]
@@ -143,12 +146,31 @@ class FaxTiffWriter:
         """Code and write one page of ``height`` rows of packed bits (ink as 1-bits, most
         significant bit first, ``width / 8`` bytes a row) from a writable buffer (libtiff
         may use it as scratch space); the page's coded size in bytes."""
-        if self._handle is None:
-            raise LibtiffError("the TIFF is closed")
         data = memoryview(bits)
         row_bytes = (self._width + 7) // 8
         if data.nbytes != row_bytes * height:
             raise ValueError(f"{data.nbytes} bytes for {height} rows of {row_bytes}")
+        handle = self._describe_page(height)
+        buffer = (ctypes.c_char * data.nbytes).from_buffer(data)
+        if self._lib.TIFFWriteEncodedStrip(handle, 0, buffer, data.nbytes) < 0:
+            raise LibtiffError(f"libtiff could not code page {self._written + 1}")
+        return self._finish_page()
+
+    def add_coded_page(self, coded: bytes, height: int) -> int:
+        """Write one page of ``height`` rows already coded with this file's compression (as
+        another :class:`FaxTiffWriter` with the same settings coded it): its bytes are
+        written as they are. The page's coded size in bytes."""
+        if not coded or height < 1:
+            raise ValueError("a coded page has rows and bytes")
+        handle = self._describe_page(height)
+        if self._lib.TIFFWriteRawStrip(handle, 0, coded, len(coded)) != len(coded):
+            raise LibtiffError(f"libtiff could not write page {self._written + 1}")
+        return self._finish_page()
+
+    def _describe_page(self, height: int) -> int:
+        """Set the next page's tags; the TIFF's handle."""
+        if self._handle is None:
+            raise LibtiffError("the TIFF is closed")
         uint16, uint32 = ctypes.c_int, ctypes.c_uint32  # varargs: a uint16 travels as int
         self._set(NEW_SUBFILE_TYPE, uint32(PAGE_OF_MULTIPAGE))
         self._set(IMAGE_WIDTH, uint32(self._width))
@@ -164,9 +186,10 @@ class FaxTiffWriter:
         self._set(RESOLUTION_UNIT, uint16(INCH))
         self._set(PAGE_NUMBER, uint16(self._written), uint16(self._pages))
         self._set(SOFTWARE, ctypes.c_char_p(self._software))
-        buffer = (ctypes.c_char * data.nbytes).from_buffer(data)
-        if self._lib.TIFFWriteEncodedStrip(self._handle, 0, buffer, data.nbytes) < 0:
-            raise LibtiffError(f"libtiff could not code page {self._written + 1}")
+        return self._handle
+
+    def _finish_page(self) -> int:
+        """Write the page's directory; the page's coded size."""
         coded = self._coded_size()
         if self._lib.TIFFWriteDirectory(self._handle) != 1:
             raise LibtiffError(f"libtiff could not write page {self._written + 1}")

@@ -14,6 +14,9 @@ it is not thread-safe; libtiff from the coding thread only. The thresholding goe
 whichever thread has time: the coder's, unless the coder is behind (Group 4 codes more
 slowly than pdfium renders), when the rendering thread does it rather than wait. At most
 :data:`PAGES_IN_FLIGHT` pages are held at once, so memory does not grow with the page count.
+A long document may be split between processes (:mod:`faxgw.render.parts`): this process
+rasterises the first run of pages, forked helpers the others, and their coded pages are
+appended as they are.
 
 This module imports only what rasterising needs (no pypdf, no fpdf2): a rasterising process
 of its own (:func:`child_main`) starts in a fraction of a second.
@@ -26,13 +29,16 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .libtiff import FaxTiffWriter
+from . import parts
+from .libtiff import IMAGE_LENGTH, STRIP_BYTE_COUNTS, STRIP_OFFSETS, FaxTiffWriter
+from .tiff_ifd import read_directories
 
 if TYPE_CHECKING:
     from pypdfium2 import PdfDocument, PdfPage  # type: ignore[import-untyped]
@@ -69,49 +75,106 @@ class Outcome:
     internal: bool = False
 
 
-def rasterise(pdf: Path, out: Path, *, compression: str = "group4") -> Outcome:
+def rasterise(pdf: Path, out: Path, *, compression: str = "group4",
+              processes: int = 1) -> Outcome:
     """Rasterise ``pdf`` into the fax TIFF ``out`` (an existing file, overwritten) in *this*
-    process; what the read-back check compares with (:class:`Outcome`).
+    process, with up to ``processes`` processes in all for a long document (the others
+    forked, :mod:`faxgw.render.parts`); what the read-back check compares with
+    (:class:`Outcome`).
 
     Not thread-safe (pdfium): one call at a time in a process. Raises
     :class:`RasterFailure` when pdfium cannot open or render the PDF.
     """
-    import pypdfium2 as pdfium
-
-    try:
-        document = pdfium.PdfDocument(str(pdf))
-    except pdfium.PdfiumError as exc:
-        raise RasterFailure(f"pdfium cannot open the PDF: {exc}") from exc
-    bitmaps = _Bitmaps()
-    try:
-        # Form fields show their values only when pdfium's form environment is set up
-        # before the pages are loaded.
-        document.init_forms()
-        direct = pdfium.raw.FPDF_GetFormType(document) == pdfium.raw.FORMTYPE_NONE
-        pages = len(document)
-        first_page_black: int | None = None
+    with _Document(pdf) as document:
+        pages = len(document.pdf)
+        runs = parts.page_runs(pages, processes if parts.can_fork() else 1)
         with FaxTiffWriter(out, compression=compression, pages=pages, width=FAX_WIDTH,
-                           dpi=(X_DPI, Y_DPI)) as writer, _Coder(writer) as coder:
-            for index in range(pages):
+                           dpi=(X_DPI, Y_DPI)) as writer, \
+                parts.Helpers(out, runs[1:], partial(_rasterise_run, pdf, compression)) as helpers:
+            first_page_black, coded = document.code(runs[0], writer)
+            for part in helpers.parts():
+                coded += _append(writer, part)
+        return Outcome(first_page_black=first_page_black, coded_bytes=tuple(coded))
+
+
+def _rasterise_run(pdf: Path, compression: str, run: range, out: Path) -> tuple[int, ...]:
+    """A helper's work: pages ``run`` of ``pdf`` into a TIFF of their own at ``out``."""
+    with _Document(pdf) as document, FaxTiffWriter(
+            out, compression=compression, pages=len(run), width=FAX_WIDTH,
+            dpi=(X_DPI, Y_DPI)) as writer:
+        return tuple(document.code(run, writer)[1])
+
+
+def _append(writer: FaxTiffWriter, part: parts.Part) -> list[int]:
+    """The pages a helper coded, appended to ``writer`` as they are; their coded sizes."""
+    directories = read_directories(part.path, limit=len(part.coded_bytes) + 1)
+    if len(directories) != len(part.coded_bytes):
+        raise RuntimeError(f"a helper wrote {len(directories)} pages, "
+                           f"{len(part.coded_bytes)} were coded")
+    coded: list[int] = []
+    with part.path.open("rb") as file:
+        for directory, size in zip(directories, part.coded_bytes, strict=True):
+            [offset], [count] = directory[STRIP_OFFSETS], directory[STRIP_BYTE_COUNTS]
+            if count != size:
+                raise RuntimeError(f"a helper's page holds {count:.0f} bytes, {size} were coded")
+            file.seek(int(offset))
+            coded.append(writer.add_coded_page(file.read(size),
+                                               int(directory[IMAGE_LENGTH][0])))
+    return coded
+
+
+class _Document:
+    """A PDF opened by pdfium for rasterising, and the pages' way to the fax TIFF."""
+
+    def __init__(self, pdf: Path) -> None:
+        import pypdfium2 as pdfium
+
+        self._pdfium = pdfium
+        try:
+            self.pdf = pdfium.PdfDocument(str(pdf))
+        except pdfium.PdfiumError as exc:
+            raise RasterFailure(f"pdfium cannot open the PDF: {exc}") from exc
+        self._bitmaps = _Bitmaps()
+        try:
+            # Form fields show their values only when pdfium's form environment is set up
+            # before the pages are loaded.
+            self.pdf.init_forms()
+            self._direct = pdfium.raw.FPDF_GetFormType(self.pdf) == pdfium.raw.FORMTYPE_NONE
+        except BaseException:
+            self.pdf.close()
+            raise
+
+    def __enter__(self) -> _Document:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: object) -> None:
+        self._bitmaps.close()  # the coder has stopped: nothing uses them any more
+        self.pdf.close()
+
+    def code(self, run: range, writer: FaxTiffWriter) -> tuple[int | None, list[int]]:
+        """Render, threshold and code pages ``run`` into ``writer``: the black pixels of
+        page 1 (when in ``run``) and each page's coded size."""
+        first_page_black: int | None = None
+        with _Coder(writer) as coder:
+            for index in run:
                 try:
-                    grey, release = _render_page(document, index, direct, bitmaps)
-                except pdfium.PdfiumError as exc:
+                    grey, release = _render_page(self.pdf, index, self._direct, self._bitmaps)
+                except self._pdfium.PdfiumError as exc:
                     raise RasterFailure(f"pdfium cannot render page {index + 1}: {exc}") from exc
                 if index == 0:
                     # Counted in the grey page itself, not in what is coded from it: the
                     # read-back check compares the two.
                     first_page_black = int(np.count_nonzero(grey < THRESHOLD))
                 coder.put(grey, release)
-        return Outcome(first_page_black=first_page_black, coded_bytes=tuple(coder.coded))
-    finally:
-        bitmaps.close()  # the coder has stopped: nothing uses them any more
-        document.close()
+        return first_page_black, coder.coded
 
 
-def child_main(sender: Connection, pdf: str, out: str, compression: str) -> None:
+def child_main(sender: Connection, pdf: str, out: str, compression: str,
+               processes: int = 1) -> None:
     """Entry point of a rasterising process of its own: rasterise, report the outcome."""
     try:
-        outcome = rasterise(Path(pdf), Path(out), compression=compression)
+        outcome = rasterise(Path(pdf), Path(out), compression=compression, processes=processes)
     except RasterFailure as exc:
         outcome = Outcome(error=str(exc))
     except Exception as exc:  # reported to the parent, which raises DocumentError(590)

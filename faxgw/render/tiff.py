@@ -45,6 +45,7 @@ from .libtiff import (
     X_RESOLUTION,
     Y_RESOLUTION,
 )
+from .parts import processes_for
 from .pdfinput import PDFIUM_LOCK
 from .raster import FAX_WIDTH, X_DPI, Y_DPI, Outcome, RasterFailure, child_main, rasterise
 from .rendered import Rendered
@@ -212,7 +213,7 @@ def _run_child(pdf: Path, temp: Path, compression: str, timeout: float) -> Outco
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
         target=child_main,
-        args=(sender, str(pdf), str(temp), compression),
+        args=(sender, str(pdf), str(temp), compression, processes_for(compression)),
         name="faxgw-rasterise",
         daemon=True,
     )
@@ -244,7 +245,8 @@ def _rasterise_here(pdf: Path, out: Path, compression: str) -> Outcome:
     """Rasterise in this process (one pdfium user at a time); the outcome as a child's."""
     try:
         with PDFIUM_LOCK:
-            return rasterise(pdf, out, compression=compression)
+            return rasterise(pdf, out, compression=compression,
+                             processes=processes_for(compression))
     except RasterFailure as exc:
         return Outcome(error=str(exc))
     except MemoryError:
