@@ -27,6 +27,7 @@ import pickle
 import signal
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -132,7 +133,13 @@ class Helpers:
         receiver, sender = multiprocessing.Pipe(duplex=False)
         watched, held = os.pipe()  # the parent holds the writing end until it ends
         try:
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # Python 3.12 and later warn of forking a process with threads, whose locks
+                # the child may inherit held. The helper takes none of them: it runs pdfium,
+                # numpy and libtiff, which no other thread uses while this one rasterises,
+                # and Python resets its own locks (imports, logging) in a forked child.
+                warnings.filterwarnings("ignore", r".*multi-threaded.*fork", DeprecationWarning)
+                pid = os.fork()
         except BaseException:
             for end in (receiver, sender):
                 end.close()
