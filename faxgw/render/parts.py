@@ -102,7 +102,11 @@ class Helpers:
                 handle, name = tempfile.mkstemp(dir=self._out.parent,
                                                 prefix=f".{self._out.name}.", suffix=".part")
                 os.close(handle)
-                self._started.append(self._fork(run, Path(name)))
+                try:
+                    self._started.append(self._fork(run, Path(name)))
+                except BaseException:
+                    Path(name).unlink(missing_ok=True)  # no helper holds it: not stopped
+                    raise
         except BaseException:
             self._stop()
             raise

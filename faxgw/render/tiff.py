@@ -8,13 +8,14 @@ a negative. How a page is made is :mod:`faxgw.render.raster`'s concern; this mod
 and checks what it wrote.
 
 pdfium is not thread-safe, and the gateway may render from threads: there the rasterising
-runs in a child process of its own (``spawn``, never ``fork``, which is unsafe in a threaded
-process), one per call. A render process (:mod:`faxgw.render.process`), which renders one
-job at a time and is itself stopped when it runs out of time, rasterises in itself instead
-(:func:`rasterise_here`): no process is started per job, and none can outlive a render
-process that was killed. Either way the TIFF is written to a temporary name next to the
-target, read back with Pillow and checked (see :func:`check_tiff`), then fsynced and renamed
-into place.
+runs in a child process of its own (``spawn``, never ``fork``, which is unsafe in the
+gateway's threaded process), one per call. A render process (:mod:`faxgw.render.process`),
+which renders one job at a time and is itself stopped when it runs out of time, rasterises
+in itself instead (:func:`rasterise_here`): no process is started per job, and none can
+outlive a render process that was killed. Either way a long document may be shared with
+helper processes forked for it (:mod:`faxgw.render.parts`), which end with the process that
+forked them. The TIFF is written to a temporary name next to the target, read back with
+Pillow and checked (see :func:`check_tiff`), then fsynced and renamed into place.
 """
 
 from __future__ import annotations
