@@ -1,7 +1,9 @@
 """Rasterising a PDF to a fax TIFF: faxgw against Ghostscript, in the same run.
 
 faxgw's path is the whole of :func:`faxgw.render.tiff.pdf_to_tiff` (the TIFF written page by
-page, read back and checked, fsynced and renamed into place), measured two ways:
+page, read back and checked, fsynced and renamed into place), given the PDF's page count as a
+job's attachment and ``faxgw preview`` give it (counted when the PDF was made), measured two
+ways:
 
 * ``render process``: as a job uses it, in a render process (``rasterise_here``) that was
   started, and imported its libraries, before the clock, as ``faxgw run`` starts them once;
@@ -81,11 +83,11 @@ def _render_process(conn: Connection) -> None:
     tiff.rasterise_here()  # imported, and rasterising in itself, as a render process is
     conn.send("ready")
     while (task := conn.recv()) is not None:
-        pdf, out, compression = task
+        pdf, out, compression, pages = task
         _reset_peak()
         # Every thread of the process, and the helpers it forks for a long document.
         cpu, children, start = time.process_time(), _children_cpu(), time.perf_counter()
-        tiff.pdf_to_tiff(Path(pdf), Path(out), compression=compression)
+        tiff.pdf_to_tiff(Path(pdf), Path(out), compression=compression, pages=pages)
         conn.send((time.perf_counter() - start,
                    time.process_time() - cpu + _children_cpu() - children, _peak_kib()))
 
@@ -95,11 +97,11 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_own_process(pdf: Path, out: Path, compression: str) -> Figure:
+def time_own_process(pdf: Path, out: Path, compression: str, pages: int) -> Figure:
     from faxgw.render.tiff import pdf_to_tiff
 
     cpu, children, start = time.process_time(), _children_cpu(), time.perf_counter()
-    pdf_to_tiff(pdf, out, compression=compression)
+    pdf_to_tiff(pdf, out, compression=compression, pages=pages)
     wall = time.perf_counter() - start
     return wall, time.process_time() - cpu + _children_cpu() - children, 0
 
@@ -127,13 +129,17 @@ def time_gs(pdf: Path, out: Path, device: str) -> Figure:
 def measure(root: Path, pdf: Path, repeat: int, gs: bool,
             worker: Connection) -> dict[str, list[Figure]]:
     """Every way of converting ``pdf``, ``repeat`` times, alternating."""
+    from pypdf import PdfReader
+
+    # A job's attachment comes with its page count, read when the PDF was made.
+    pages = len(PdfReader(pdf).pages)
     figures: dict[str, list[Figure]] = {}
     for _ in range(repeat):
         for compression, device in (("group3", "tiffg3"), ("group4", "tiffg4")):
-            worker.send((str(pdf), str(root / f"r-{compression}.tif"), compression))
+            worker.send((str(pdf), str(root / f"r-{compression}.tif"), compression, pages))
             figures.setdefault(f"render process {compression}", []).append(worker.recv())
             figures.setdefault(f"own process {compression}", []).append(
-                time_own_process(pdf, root / f"o-{compression}.tif", compression))
+                time_own_process(pdf, root / f"o-{compression}.tif", compression, pages))
             if gs:
                 figures.setdefault(f"gs {device}", []).append(
                     time_gs(pdf, root / f"g-{device}.tif", device))

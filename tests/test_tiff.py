@@ -144,6 +144,17 @@ def test_check_rejects_a_wrong_page_count(letter_g4: Path) -> None:
     assert "2 pages, expected 3" in caught.value.message
 
 
+def test_the_page_count_given_is_the_one_checked(work: Path) -> None:
+    # The attachment's count from when it was rendered: pdfium's pages must come to it.
+    pdf = render_pdf([SAMPLES / "letter.pdf"], work / "counted.pdf")
+    assert pdf_to_tiff(pdf.path, work / "counted.tif", pages=pdf.pages).pages == 2
+    with pytest.raises(DocumentError) as caught:
+        pdf_to_tiff(pdf.path, work / "miscounted.tif", pages=3)
+    assert caught.value.code == codes.INTERNAL
+    assert "2 pages, expected 3" in caught.value.message
+    assert not (work / "miscounted.tif").exists()
+
+
 def test_check_rejects_a_wrong_compression(letter_g4: Path) -> None:
     with pytest.raises(DocumentError, match="compression group4, expected group3"):
         check_tiff(letter_g4, pages=2, compression="group3")

@@ -98,7 +98,7 @@ def _write_out(out: Path, rendered: Rendered, folder: Path, rules: ServiceRules)
         shutil.copyfile(tiff_path, out)
     else:
         # A PDF service, but the user wants to see the fax as it would look on paper.
-        pdf_to_tiff(pdf_path, out, compression=rules.tiff_compression)
+        pdf_to_tiff(pdf_path, out, compression=rules.tiff_compression, pages=rendered.pages)
 
 
 def _report(rules: ServiceRules, rendered: Rendered, number: FaxNumber | None,

@@ -64,7 +64,8 @@ def build_attachment(
                                  template=template, font=font)
         rendered = _prepend(cover_pdf, rendered)
     if rules.attach_as == "tiff":
-        rendered = pdf_to_tiff(pdf_path, tiff_path, compression=rules.tiff_compression)
+        rendered = pdf_to_tiff(pdf_path, tiff_path, compression=rules.tiff_compression,
+                               pages=rendered.pages)
     log.debug("attachment for %s: %s, %d pages, %d bytes", job_id, rendered.path.name,
               rendered.pages, rendered.bytes)
     return rendered

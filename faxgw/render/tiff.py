@@ -80,6 +80,7 @@ def pdf_to_tiff(
     *,
     compression: str = "group4",
     timeout: float | None = None,
+    pages: int | None = None,
 ) -> Rendered:
     """Write the PDF ``pdf`` as a multi-page bilevel fax TIFF at ``out``; describe it.
 
@@ -90,11 +91,16 @@ def pdf_to_tiff(
     :class:`~faxgw.domain.errors.DocumentError` with code 410 when pdfium cannot render a
     page, and code 590 (internal) when the child fails, times out or the file read back
     does not pass the checks. Nothing is left at ``out`` on failure.
+
+    ``pages``: the PDF's page count as pypdf read it when the PDF was made (the attachment
+    faxgw just rendered); counted here when not given. pdfium's pages, one TIFF page each,
+    must come to that count.
     """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}")
     pdf, out = Path(pdf), Path(out)
-    pages = len(PdfReader(pdf).pages)
+    if pages is None:
+        pages = len(PdfReader(pdf).pages)
     limit = timeout if timeout is not None else BASE_TIMEOUT + SECONDS_PER_PAGE * pages
     handle, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(handle)
