@@ -125,6 +125,10 @@ def _jobs(config: Path) -> dict[str, tuple[str, int | None, str | None]]:
     if not database.exists():
         return {}
     with sqlite3.connect(database) as db:
+        # The service may have made the file and not yet its tables: no job yet.
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+                          ).fetchone():
+            return {}
         rows = db.execute("SELECT documents, state, code, error FROM jobs").fetchall()
     return {json.loads(documents)[0]: (state, code, error)
             for documents, state, code, error in rows}
