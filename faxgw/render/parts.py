@@ -21,6 +21,7 @@ too long, or a rasterising process killed, takes its helpers with it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import pickle
@@ -209,8 +210,6 @@ class _Helper:
 def _helper_main(sender: Connection, work: Work, run: range, path: Path, watched: int) -> None:
     """A helper process: rasterise ``run`` into ``path``, send the coded sizes or the error.
     Ends at once when its parent does (``watched`` reads end-of-file)."""
-    import logging
-
     # The parent's handlers may write to its own pipes: a helper speaks through ``sender``.
     logging.getLogger().handlers.clear()
     threading.Thread(target=_end_with, args=(watched, path), daemon=True,
@@ -230,14 +229,8 @@ def _helper_main(sender: Connection, work: Work, run: range, path: Path, watched
 
 def _end_with(watched: int, path: Path) -> None:
     """End the helper once its parent has ended, removing its file: nobody will read it."""
-    while True:
-        try:
-            if not os.read(watched, 1):
-                break
-        except InterruptedError:
-            continue
-        except OSError:
-            break
+    with contextlib.suppress(OSError):
+        os.read(watched, 1)  # nothing is ever written: it returns at end-of-file
     with contextlib.suppress(OSError):
         path.unlink()
     os._exit(0)
