@@ -46,6 +46,27 @@ def test_group4_takes_a_process_for_two_cores_group3_one_for_each() -> None:
 
 
 @pytest.mark.parametrize("compression", ["group3", "group4"])
+def test_pages_coded_without_a_coding_thread_come_out_the_same(
+        tmp_path: Path, compression: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a process for every core, pages are coded by the rendering thread: same file."""
+    pdf = striped_pdf(tmp_path / "doc.pdf", ["A4", "Letter", "A5"] * 3)
+    threaded = rasterise(pdf, fresh(tmp_path / "threaded.tif"), compression=compression)
+    coders: list[bool] = []
+    make_coder = raster._Coder
+
+    def counted(writer: raster.FaxTiffWriter, *, threaded: bool = True) -> raster._Coder:
+        coders.append(threaded)
+        return make_coder(writer, threaded=threaded)
+
+    monkeypatch.setattr(raster, "_Coder", counted)
+    monkeypatch.setattr(parts, "cores", lambda: 1)
+    inline = rasterise(pdf, fresh(tmp_path / "inline.tif"), compression=compression)
+    assert coders == [False]
+    assert inline == threaded
+    assert (tmp_path / "inline.tif").read_bytes() == (tmp_path / "threaded.tif").read_bytes()
+
+
+@pytest.mark.parametrize("compression", ["group3", "group4"])
 def test_a_document_split_between_processes_comes_out_as_one_process_writes_it(
         tmp_path: Path, compression: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Mixed paper sizes and n bars on page n: a page out of place changes the bytes.
@@ -56,10 +77,11 @@ def test_a_document_split_between_processes_comes_out_as_one_process_writes_it(
     workers = tmp_path / "workers"
     run_pages = raster._rasterise_run
 
-    def recorded(pdf: Path, compression: str, run: range, out: Path) -> tuple[int, ...]:
+    def recorded(pdf: Path, compression: str, threaded: bool, run: range,
+                 out: Path) -> tuple[int, ...]:
         with workers.open("a") as file:  # written in the helper
             file.write(f"{os.getpid()} {run.start} {run.stop}\n")
-        return run_pages(pdf, compression, run, out)
+        return run_pages(pdf, compression, threaded, run, out)
 
     monkeypatch.setattr(raster, "_rasterise_run", recorded)
     split = rasterise(pdf, fresh(tmp_path / "split.tif"), compression=compression, processes=3)
