@@ -135,6 +135,31 @@ def link_atomic(source: Path, path: Path, *, size: int) -> int | None:
     return size
 
 
+#: What the temporary names beside a target end in: ``.tmp`` (:func:`write_atomic`,
+#: :func:`link_atomic` and the fax TIFF being written), ``.part`` (a part of it written by a
+#: helper process). They begin with a dot, as everything in a folder in the making does.
+TEMP_SUFFIXES = (".tmp", ".part")
+
+
 def _temp_name(path: Path) -> Path:
     """A new dot-name beside ``path``, to be renamed over it."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIXES[0]}")
+
+
+def remove_temporaries(folder: Path) -> list[str]:
+    """Remove what writers killed on the way left in ``folder`` (not below it): the files
+    with temporary dot-names (:data:`TEMP_SUFFIXES`). Only ordinary files; a link is
+    removed, never followed. The names removed; a folder that cannot be read, none."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIXES)):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                os.unlink(entry.path)
+                removed.append(entry.name)
+    return removed

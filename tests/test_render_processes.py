@@ -12,6 +12,7 @@ with SIGXCPU; the service, which uses little CPU itself, lives on under the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -20,10 +21,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader, PdfWriter
 
 from faxgw.app.wiring import build_worker
 from faxgw.domain import codes
@@ -31,6 +34,7 @@ from faxgw.domain.jobs import JobState
 from faxgw.engine.worker import Worker
 from faxgw.testing.smtp_server import FaxSMTPServer
 
+from . import documents as docs
 from .conftest import MakeConfig
 from .test_service import _config
 
@@ -98,6 +102,55 @@ def test_a_render_over_the_time_limit_fails_415_and_its_process_is_killed(
     finally:
         worker.close()
     assert not _render_children()
+
+
+def test_a_render_stopped_while_writing_the_fax_tiff_leaves_no_part_of_it(
+    smtp_server: FaxSMTPServer, make_config: MakeConfig, tmp_path: Path,
+) -> None:
+    """2,000 text pages: read in a fraction of a second, rasterised in several; the render
+    is stopped while the TIFF is being written, twice, and its files go with it."""
+    page = PdfReader(docs.text_pdf(tmp_path / "one.pdf", label="Long")).pages[0]
+    writer = PdfWriter()
+    for _ in range(2000):
+        writer.add_page(page)
+    long_pdf = tmp_path / "inputs" / "long.pdf"
+    long_pdf.parent.mkdir()
+    writer.write(long_pdf)
+    config = make_config(smtp_server, limits={"render_seconds": "1s"},
+                         service={"profile": "rfc3192"})
+    worker = build_worker(config, render_processes=1)
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def watch() -> None:  # what is being written in the job folders meanwhile
+        while not stop.is_set():
+            for folder in (worker.spool.layout.jobs, worker.spool.layout.failed):
+                with contextlib.suppress(OSError):
+                    seen.update(path.name for path in folder.glob("*/.*"))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    try:
+        assert worker.render_pool is not None
+        worker.render_pool.wait_ready()
+        _drop(worker, long_pdf)
+        watcher.start()
+        summary = asyncio.run(worker.run_once())
+        [job] = worker.store.list_jobs()
+    finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join()
+        worker.close()
+    assert (summary.taken, summary.failed) == (1, 1)
+    assert job.code == codes.RENDER_TIMEOUT
+    # The TIFF was being written when the render was stopped ...
+    assert any(name.startswith(f".fax-{job.id}.tif.") for name in seen), seen
+    # ... and none of it is left with the job's files.
+    kept = worker.spool.layout.failed / job.id
+    assert (kept / "docs" / "long.pdf").read_bytes() == long_pdf.read_bytes()
+    left = [path.name for path in kept.rglob("*") if path.name.endswith((".tmp", ".part"))]
+    assert left == []
 
 
 def test_render_processes_start_only_when_a_job_needs_rendering(

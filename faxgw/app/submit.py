@@ -113,7 +113,8 @@ def prepare(store: JobStore, documents: DocumentStore, config: Config, job: Job,
     after it. The render process opens the job files of ``config``'s spool, which
     ``documents`` must be.
     """
-    pool = renderer if renderer is not None else RenderPool(config, 1, open_documents)
+    pool = renderer if renderer is not None else RenderPool(
+        config, 1, open_documents, job_folder=documents.job_dir)
     try:
         rendered, _ = pool.render_now(job)
     except JobError as exc:

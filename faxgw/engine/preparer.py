@@ -69,7 +69,8 @@ class Preparer:
         if render_processes > 0:
             if open_documents is None:
                 raise ValueError("render processes need open_documents")
-            self.render_pool = RenderPool(config, render_processes, open_documents)
+            self.render_pool = RenderPool(config, render_processes, open_documents,
+                                          job_folder=documents.job_dir)
         #: Renders under way at once; the intake hands over jobs in batches of this size.
         self.concurrency = max(1, min(4, os.cpu_count() or 1))
         self._messages: dict[str, bytes] = {}

@@ -44,6 +44,7 @@ from ..config import Config
 from ..domain import codes
 from ..domain.errors import DocumentError, JobError
 from ..domain.jobs import Job
+from ..fsutil import remove_temporaries
 from ..ports import DocumentStore
 from ..render.rendered import FATAL_EXIT, RENDER_NICENESS, Rendered
 
@@ -198,10 +199,14 @@ class RenderPool:
     """Up to ``processes`` render processes for one configuration, started when first needed
     (or all at once by :meth:`warm`)."""
 
-    def __init__(self, config: Config, processes: int, open_documents: DocumentsFactory) -> None:
+    def __init__(self, config: Config, processes: int, open_documents: DocumentsFactory, *,
+                 job_folder: Callable[[str], Path] | None = None) -> None:
+        """``job_folder``: where a job's files are written (a job's id in, its folder out):
+        what a render process stopped on the way left there is removed."""
         if processes < 1:
             raise ValueError("a render pool needs at least one process")
         self.config = config
+        self._job_folder = job_folder
         self.processes = processes
         #: The time one job's render (and email) may take: ``[limits] render_seconds``.
         self.seconds = config.limits.render_seconds
@@ -278,6 +283,7 @@ class RenderPool:
                 if not isinstance(outcome, _Stopped):
                     return outcome
                 lost, child = child.pid, self._replace(child)
+                self._remove_temporaries(job)
                 if attempt == 1:
                     log.warning("%s: %s, in render process %d%s; trying once more in a fresh "
                                 "process", job.id, _what(outcome, self.seconds), lost,
@@ -285,6 +291,21 @@ class RenderPool:
             raise _job_error(outcome, self.seconds)
         finally:
             self._release(child)
+
+    def _remove_temporaries(self, job: Job) -> None:
+        """Remove the files a stopped render was writing (a fax TIFF half made, a PDF not
+        yet renamed into place): nothing half-written stays with the job, nor goes with
+        it to the failed jobs."""
+        if self._job_folder is None:
+            return
+        try:
+            removed = remove_temporaries(self._job_folder(job.id))
+        except Exception as exc:  # noqa: BLE001 - tidying never fails the job's render
+            log.debug("%s: the stopped render's files could not be removed: %s", job.id, exc)
+            return
+        if removed:
+            log.debug("%s: removed what the stopped render left: %s", job.id,
+                      ", ".join(removed))
 
     # -- the processes -------------------------------------------------------------------
 
