@@ -135,15 +135,16 @@ def link_atomic(source: Path, path: Path, *, size: int) -> int | None:
     return size
 
 
-#: What the temporary names beside a target end in: ``.tmp`` (:func:`write_atomic`,
-#: :func:`link_atomic` and the fax TIFF being written), ``.part`` (a part of it written by a
-#: helper process). They begin with a dot, as everything in a folder in the making does.
-TEMP_SUFFIXES = (".tmp", ".part")
+#: What a temporary name beside a target ends in (:func:`write_atomic`, :func:`link_atomic`,
+#: the fax TIFF being written), and a part of a file written by a helper process. Such names
+#: begin with a dot, as everything in a folder in the making does.
+TEMP_SUFFIX, PART_SUFFIX = ".tmp", ".part"
+TEMP_SUFFIXES = (TEMP_SUFFIX, PART_SUFFIX)
 
 
 def _temp_name(path: Path) -> Path:
     """A new dot-name beside ``path``, to be renamed over it."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIXES[0]}")
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
 
 
 def remove_temporaries(folder: Path) -> list[str]:

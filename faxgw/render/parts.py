@@ -35,6 +35,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 
+from ..fsutil import PART_SUFFIX
+
 #: Fewer pages than this per process and a helper costs more than it saves (forking,
 #: opening the PDF again, and appending its pages take a few milliseconds; a page, ten).
 MIN_PAGES_PER_PROCESS = 8
@@ -101,7 +103,8 @@ class Helpers:
         try:
             for run in self._runs:
                 handle, name = tempfile.mkstemp(dir=self._out.parent,
-                                                prefix=f".{self._out.name}.", suffix=".part")
+                                                prefix=f".{self._out.name}.",
+                                                suffix=PART_SUFFIX)
                 os.close(handle)
                 try:
                     self._started.append(self._fork(run, Path(name)))

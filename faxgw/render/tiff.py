@@ -33,7 +33,7 @@ from pypdf import PdfReader
 
 from ..domain.codes import DOCUMENT_UNREADABLE, INTERNAL
 from ..domain.errors import DocumentError
-from ..fsutil import fsync_dir
+from ..fsutil import TEMP_SUFFIX, fsync_dir
 from .libtiff import (
     BITS_PER_SAMPLE,
     COMPRESSION,
@@ -102,7 +102,8 @@ def pdf_to_tiff(
     if pages is None:
         pages = len(PdfReader(pdf).pages)
     limit = timeout if timeout is not None else BASE_TIMEOUT + SECONDS_PER_PAGE * pages
-    handle, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    handle, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.",
+                                            suffix=TEMP_SUFFIX)
     os.close(handle)
     temp = Path(temp_name)
     try:
