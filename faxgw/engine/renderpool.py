@@ -44,9 +44,8 @@ from ..config import Config
 from ..domain import codes
 from ..domain.errors import DocumentError, JobError
 from ..domain.jobs import Job
-from ..fsutil import remove_temporaries
 from ..ports import DocumentStore
-from ..render.rendered import FATAL_EXIT, RENDER_NICENESS, Rendered
+from ..render.rendered import FATAL_EXIT, RENDER_NICENESS, Rendered, remove_unfinished
 
 log = logging.getLogger("faxgw.render")
 
@@ -299,7 +298,7 @@ class RenderPool:
         if self._job_folder is None:
             return
         try:
-            removed = remove_temporaries(self._job_folder(job.id))
+            removed = remove_unfinished(self._job_folder(job.id))
         except Exception as exc:  # noqa: BLE001 - tidying never fails the job's render
             log.debug("%s: the stopped render's files could not be removed: %s", job.id, exc)
             return

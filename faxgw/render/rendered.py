@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fsutil import remove_temporaries
+
 #: How much lower (``nice``) render processes run than the worker.
 RENDER_NICENESS = 10
 #: The exit status of a render process that ended itself after a fatal error.
@@ -33,3 +35,10 @@ def attachment_path(job_dir: Path, job_id: str, attach_as: str) -> Path:
     """The job's attachment as sent: the PDF, or the TIFF for services that take TIFF."""
     pdf, tiff = attachment_paths(job_dir, job_id)
     return tiff if attach_as == "tiff" else pdf
+
+
+def remove_unfinished(job_dir: Path) -> list[str]:
+    """Remove what a render stopped on the way was writing in ``job_dir`` (its temporary
+    files: a fax TIFF half made, a PDF not yet renamed into place, a helper's part); the
+    names removed. The attachments already in place, and the documents, stay."""
+    return remove_temporaries(job_dir)
