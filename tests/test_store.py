@@ -4,6 +4,8 @@ times as text, schema migrations)."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,6 +22,8 @@ from faxgw.store.sqlite.schema import _TABLES
 
 from .conftest import FakeClock
 from .store_contract import JobStoreContract, MakeStore
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class TestSQLiteJobStore(JobStoreContract):
@@ -56,6 +60,33 @@ def _job(**fields: object) -> Job:
 def test_database_is_wal(store: SQLiteJobStore) -> None:
     with sqlite3.connect(store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _state_seen_by_another_process(path: Path, job_id: str) -> str:
+    """The job's state as a process of its own reads it, opening and closing the store."""
+    code = ("import sys; from pathlib import Path; from faxgw.store import SQLiteJobStore; "
+            "store = SQLiteJobStore(Path(sys.argv[1])); "
+            "print(store.get(sys.argv[2]).state.value); store.close()")
+    done = subprocess.run([sys.executable, "-c", code, str(path), job_id], capture_output=True,
+                          text=True, timeout=60, check=True, cwd=ROOT)
+    return done.stdout.strip()
+
+
+def test_a_store_opened_and_closed_beside_another_leaves_its_writes_seen_by_all(
+        store: SQLiteJobStore) -> None:
+    """A store opened and closed in the process of a running one (the SMTP intake opens one
+    per message) must not drop the running one's locks: other processes that open and
+    close the store then took themselves for the last user, deleted the WAL, and every
+    later write of the running store went to the deleted file, seen by nobody."""
+    job = _job()
+    store.add(job)
+    SQLiteJobStore(store.path).close()
+    assert _state_seen_by_another_process(store.path, job.id) == "queued"
+    store.transition(job.id, JobState.SENDING, event="sending")
+    assert _state_seen_by_another_process(store.path, job.id) == "sending"
+    store.transition(job.id, JobState.SENT, event="sent")
+    assert _state_seen_by_another_process(store.path, job.id) == "sent"
+    assert store.path.with_name(store.path.name + "-wal").exists()
 
 
 def test_claim_reads_only_claimable_jobs_from_their_index(store: SQLiteJobStore,

@@ -57,9 +57,7 @@ class SQLiteJobStore(SQLiteReports, JobStore):
         self._clock = clock
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # Private from its creation: SQLite gives the -wal and -shm files the database
-            # file's permissions.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+            _create_private(path)
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
             self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
@@ -390,6 +388,24 @@ class SQLiteJobStore(SQLiteReports, JobStore):
     def close(self) -> None:
         """Close the database connection."""
         self._db.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file private (0600) when it is missing: SQLite gives its -wal and
+    -shm files the database file's permissions.
+
+    Never opened when it exists. Closing any descriptor of a database file drops every POSIX
+    lock this process holds on it, the SQLite connections' too (SQLite keeps track of its
+    own descriptors, not of others): a store opened beside a running one (the SMTP intake
+    opens one per message) would leave the running one's connection unlocked, and the next
+    process to close its connection would take itself for the last one, fold the WAL into
+    the database and delete it, and every later commit of the running store would go to the
+    deleted file, seen by nobody and lost.
+    """
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        pass  # made before (or by another process just now): SQLite opens it as it is
 
 
 def _lower(text: str | None) -> str | None:
