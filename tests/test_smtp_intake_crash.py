@@ -44,6 +44,8 @@ class Gateway:
         self.temp = root / "temp"
         self.temp.mkdir()
         self.process: subprocess.Popen[str] | None = None
+        #: What the running service logs: a file, so that a test that fails can show it.
+        self.log = root / "service.log"
 
     def configure(self, smtp_host: str, smtp_port: int, ca_file: Path,
                   intake: str = "") -> None:
@@ -66,25 +68,27 @@ class Gateway:
     def start(self) -> None:
         """``faxgw run``, until its intake greets."""
         environment = {**os.environ, "TMPDIR": str(self.temp)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "faxgw", "--config", str(self.config_file), "-v", "run"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "faxgw", "--config", str(self.config_file), "-v", "run"],
+                stdout=subprocess.DEVNULL, stderr=log, text=True, env=environment)
         _wait_for_listener(self.port, self.process)
 
     def kill(self) -> str:
         """SIGKILL: no clean-up of any kind; what the service had logged."""
         assert self.process is not None
         self.process.kill()
-        _, stderr = self.process.communicate(timeout=30)
+        self.process.wait(timeout=30)
         assert self.process.returncode == -signal.SIGKILL
         self.process = None
-        return stderr
+        return self.log.read_text()
 
     def stop(self) -> str:
         """SIGTERM, as systemd stops it; what the service logged."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        _, stderr = self.process.communicate(timeout=60)
+        self.process.wait(timeout=60)
+        stderr = self.log.read_text()
         assert self.process.returncode == 0, stderr
         self.process = None
         return stderr
@@ -123,7 +127,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     yield made
     if made.process is not None:  # a failed test: never leave a service running
         made.process.kill()
-        made.process.communicate(timeout=30)
+        made.process.wait(timeout=30)
 
 
 class Device:
@@ -174,14 +178,20 @@ def _data(samples: Path) -> bytes:
     return b"\r\n".join(stuffed) + b"\r\n.\r\n"
 
 
-def _wait(condition: object, what: str, seconds: float = 60) -> None:
-    """Until ``condition()`` holds (the service works in its own time), or fail naming it."""
+def _wait(condition: object, what: str, gateway: Gateway, seconds: float = 60) -> None:
+    """Until ``condition()`` holds (the service works in its own time), or fail naming it,
+    with the jobs and what the service logged."""
     assert callable(condition)
     for _ in range(int(seconds / 0.1)):
         if condition():
             return
         threading.Event().wait(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
+    with store_open(gateway.config) as store:
+        jobs = [(job.id, job.state.value, job.code, job.error,
+                 [(event.event, event.state, event.detail) for event in store.history(job.id)])
+                for job in store.list_jobs()]
+    raise AssertionError(f"not within {seconds} s: {what}; jobs {jobs}; the service "
+                         f"logged:\n{gateway.log.read_text()[-4000:]}")
 
 
 def test_killed_during_data_keeps_nothing_and_the_retry_makes_one_job(
@@ -222,7 +232,8 @@ def test_killed_during_data_keeps_nothing_and_the_retry_makes_one_job(
     finally:
         device.close()
     smtp_server.wait_until(lambda: len(smtp_server.messages) == 1, timeout=60)
-    _wait(lambda: [job.state for job in gateway.jobs()] == [JobState.SENT], "the job sent")
+    _wait(lambda: [job.state for job in gateway.jobs()] == [JobState.SENT], "the job sent",
+          gateway)
     log = gateway.stop()
     assert "Traceback" not in log
     [job] = gateway.jobs()
@@ -260,7 +271,7 @@ def test_killed_right_after_250_the_job_is_there_and_sent_after_the_restart(
     gateway.configure(smtp_server.host, smtp_server.port, smtp_server.ca_file)
     gateway.start()
     smtp_server.wait_until(lambda: len(smtp_server.messages) == 1, timeout=60)
-    _wait(lambda: gateway.jobs()[0].state is JobState.SENT, "the job sent")
+    _wait(lambda: gateway.jobs()[0].state is JobState.SENT, "the job sent", gateway)
     log = gateway.stop()
     assert "Traceback" not in log
     [sent] = smtp_server.messages
