@@ -57,7 +57,7 @@ def test_status_shows_the_listener_and_its_counts(
         def counted() -> bool:
             now = gateway.intake_status()
             return now["messages_accepted"] == 1 and now["messages_refused"] == 2
-        _wait(counted, "the counts in faxgw status")
+        _wait(counted, "the counts in faxgw status", gateway)
         running = gateway.intake_status()
         text = gateway.command("status").stdout
     finally:

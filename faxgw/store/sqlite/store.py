@@ -11,7 +11,6 @@ transaction, so a claim is one atomic read-modify-write.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from ...domain.cluster import HANDING_OVER, REQUEUED_DETAIL, UNCONFIRMED_DETAIL
 from ...domain.errors import JobNotFoundError, JobStateError, StoreError
 from ...domain.jobs import FINISHED_STATES, HistoryEvent, Job, JobState, can_transition, utcnow
 from ...ports import JobStore
+from .connect import connect
 from .reports import SQLiteReports
 from .rows import (
     INSERT_COLUMNS,
@@ -56,19 +56,10 @@ class SQLiteJobStore(SQLiteReports, JobStore):
         self.path = path
         self._clock = clock
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _create_private(path)
-            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self._db = connect(path)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"job store {path}: {exc}") from None
         try:
-            self._db.row_factory = sqlite3.Row
-            # SQLite's lower() folds ASCII only; senders are compared as Python folds them.
-            self._db.create_function("py_lower", 1, _lower, deterministic=True)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=30000")
             with self._write():
                 migrate(self._db, str(path))
         except BaseException as exc:
@@ -388,25 +379,3 @@ class SQLiteJobStore(SQLiteReports, JobStore):
     def close(self) -> None:
         """Close the database connection."""
         self._db.close()
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file private (0600) when it is missing: SQLite gives its -wal and
-    -shm files the database file's permissions.
-
-    Never opened when it exists. Closing any descriptor of a database file drops every POSIX
-    lock this process holds on it, the SQLite connections' too (SQLite keeps track of its
-    own descriptors, not of others): a store opened beside a running one (the SMTP intake
-    opens one per message) would leave the running one's connection unlocked, and the next
-    process to close its connection would take itself for the last one, fold the WAL into
-    the database and delete it, and every later commit of the running store would go to the
-    deleted file, seen by nobody and lost.
-    """
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-    except FileExistsError:
-        pass  # made before (or by another process just now): SQLite opens it as it is
-
-
-def _lower(text: str | None) -> str | None:
-    return text.lower() if text is not None else None
