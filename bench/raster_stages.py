@@ -40,7 +40,8 @@ SOURCE = Path(os.environ.get("FAXGW_BENCH_SRC", Path(__file__).resolve().parent.
 sys.path.insert(0, str(SOURCE))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rasterise import text_pdf  # noqa: E402 - the same document as bench/rasterise.py
+# The same document, and the same Ghostscript command, as bench/rasterise.py.
+from rasterise import gs_command, text_pdf  # noqa: E402
 
 STAGES = ("open page", "render", "threshold", "give back", "code group3", "code group4")
 
@@ -95,9 +96,7 @@ def faxgw_pass(pdf: Path, root: Path) -> dict[str, float]:
 
 def gs_cpu(pdf: Path, out: Path, device: str) -> float:
     """Ghostscript's CPU seconds for the whole conversion (from ``wait4``)."""
-    command = ["gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", f"-sDEVICE={device}",
-               "-r204x196", "-dPDFFitPage", f"-sOutputFile={out}", str(pdf)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(gs_command(pdf, out, device), stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"gs {device} failed")

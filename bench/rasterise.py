@@ -106,13 +106,18 @@ def time_own_process(pdf: Path, out: Path, compression: str, pages: int) -> Figu
     return wall, time.process_time() - cpu + _children_cpu() - children, 0
 
 
+def gs_command(pdf: Path, out: Path, device: str) -> list[str]:
+    """Ghostscript converting ``pdf`` to a fax TIFF at ``out`` as HylaFAX has it convert."""
+    return ["gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", f"-sDEVICE={device}", "-r204x196",
+            "-dPDFFitPage", f"-sOutputFile={out}", str(pdf)]
+
+
 def time_gs(pdf: Path, out: Path, device: str) -> Figure:
     # GNU time reports gs's own peak memory; measured from here through wait4, it would
     # include this process's memory, which a forked child has until it runs gs.
     timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
     report = out.with_suffix(".rss")
-    command = ["gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", f"-sDEVICE={device}", "-r204x196",
-               "-dPDFFitPage", f"-sOutputFile={out}", str(pdf)]
+    command = gs_command(pdf, out, device)
     if timer:
         command = [timer, "-f", "%M", "-o", str(report), *command]
     start = time.perf_counter()
