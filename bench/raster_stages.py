@@ -7,7 +7,7 @@ rasteriser runs (:mod:`faxgw.render.raster`), each timed on its own in CPU secon
 * ``open page``: pdfium loads and parses the page;
 * ``render``: pdfium draws it in grey at 204 × 196 dpi into the fax line;
 * ``threshold``: the grey page to packed bits (numpy);
-* ``give back``: the bitmap cleared for the next page;
+* ``clear bitmap``: the bitmap cleared for the next page;
 * ``code group3`` / ``code group4``: libtiff codes the bits and writes the page.
 
 Ghostscript's anchor is its CPU per page for the whole conversion, start-up included (what
@@ -25,6 +25,7 @@ measure it instead of this checkout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -43,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The same document, and the same Ghostscript command, as bench/rasterise.py.
 from rasterise import gs_command, text_pdf  # noqa: E402
 
-STAGES = ("open page", "render", "threshold", "give back", "code group3", "code group4")
+STAGES = ("open page", "render", "threshold", "clear bitmap", "code group3", "code group4")
 
 
 def faxgw_pass(pdf: Path, root: Path) -> dict[str, float]:
@@ -55,18 +56,20 @@ def faxgw_pass(pdf: Path, root: Path) -> dict[str, float]:
 
     spent = dict.fromkeys(STAGES, 0.0)
     clock = time.process_time
-    document = pdfium.PdfDocument(str(pdf))
-    document.init_forms()
-    bitmaps = raster._Bitmaps()
-    pages = len(document)
-    writers = {}
-    for compression in ("group3", "group4"):
-        out = root / f"stages-{compression}.tif"
-        out.touch()
-        writers[compression] = FaxTiffWriter(out, compression=compression, pages=pages,
-                                              width=raster.FAX_WIDTH,
-                                              dpi=(raster.X_DPI, raster.Y_DPI))
-    try:
+    with contextlib.ExitStack() as stack:
+        document = pdfium.PdfDocument(str(pdf))
+        stack.callback(document.close)
+        document.init_forms()
+        bitmaps = raster._Bitmaps()
+        stack.callback(bitmaps.close)  # after the writers, which use the pages' bits
+        pages = len(document)
+        writers = {}
+        for compression in ("group3", "group4"):
+            out = root / f"stages-{compression}.tif"
+            out.touch()
+            writers[compression] = stack.enter_context(FaxTiffWriter(
+                out, compression=compression, pages=pages, width=raster.FAX_WIDTH,
+                dpi=(raster.X_DPI, raster.Y_DPI)))
         for index in range(pages):
             start = clock()
             page = document[index]
@@ -80,17 +83,12 @@ def faxgw_pass(pdf: Path, root: Path) -> dict[str, float]:
             spent["threshold"] += clock() - start
             start = clock()
             release()
-            spent["give back"] += clock() - start
+            spent["clear bitmap"] += clock() - start
             for compression, writer in writers.items():
                 scratch = bits.copy()  # libtiff may use the page as scratch space
                 start = clock()
                 writer.add_page(scratch.data, scratch.shape[0])
                 spent[f"code {compression}"] += clock() - start
-    finally:
-        for writer in writers.values():
-            writer.close()
-        bitmaps.close()
-        document.close()
     return {stage: seconds / pages for stage, seconds in spent.items()}
 
 
